@@ -1,0 +1,1 @@
+"""Herald's shared library: settings, models, contracts, broker topology and pure business rules."""

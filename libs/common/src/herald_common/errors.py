@@ -1,0 +1,61 @@
+"""The one error tree of Herald; the API maps it to HTTP in a single handler.
+
+HeraldError
+├── NotFound            an entity id that does not exist (or was deleted)   → 404
+├── Conflict            the request contradicts the current state           → 409
+│   ├── DuplicatePhone  another live client already has this phone
+│   └── MailingStarted  a started mailing's filter or start cannot change
+└── InvalidInput        a value that passed the schema but breaks a rule    → 422
+"""
+
+from __future__ import annotations
+
+
+class HeraldError(Exception):
+    """Base of every expected business error."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(HeraldError):
+    code = "not_found"
+
+    def __init__(self, entity: str, entity_id: int) -> None:
+        super().__init__(f"{entity} {entity_id} does not exist")
+        self.entity = entity
+        self.entity_id = entity_id
+
+
+class Conflict(HeraldError):
+    code = "conflict"
+
+
+class DuplicatePhone(Conflict):
+    code = "duplicate_phone"
+
+    def __init__(self, phone: str) -> None:
+        super().__init__(f"a client with phone {phone} already exists")
+        self.phone = phone
+
+
+class MailingStarted(Conflict):
+    code = "mailing_started"
+
+    def __init__(self, mailing_id: int, fields: list[str]) -> None:
+        names = ", ".join(fields)
+        super().__init__(f"mailing {mailing_id} has started: {names} can no longer change")
+        self.mailing_id = mailing_id
+        self.fields = fields
+
+
+class InvalidInput(HeraldError):
+    code = "invalid_input"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

@@ -1,0 +1,143 @@
+"""SQLAlchemy models: the database is Herald's source of truth."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from herald_common.statuses import ALL_STATUSES
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TZ = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Client(Base):
+    __tablename__ = "client"
+    __table_args__ = (
+        # Deleted clients keep their history, so only live clients must have distinct phones.
+        Index(
+            "uq_client_phone_live",
+            "phone",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        CheckConstraint("phone ~ '^7[0-9]{10}$'", name="phone_format"),
+        CheckConstraint("operator_code ~ '^[0-9]{3}$'", name="operator_code_format"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(11))
+    operator_code: Mapped[str] = mapped_column(String(3))
+    tag: Mapped[str] = mapped_column(String(64), server_default="")
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class Mailing(Base):
+    __tablename__ = "mailing"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        CheckConstraint("(window_start IS NULL) = (window_end IS NULL)", name="window_complete"),
+        # The scheduler's hot query: live mailings whose fan-out is not done.
+        Index(
+            "ix_mailing_due",
+            "starts_at",
+            postgresql_where=text("deleted_at IS NULL AND fanout_done_at IS NULL"),
+        ),
+        Index("ix_mailing_unfinished", "ends_at", postgresql_where=text("finished_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(TZ)
+    ends_at: Mapped[datetime] = mapped_column(TZ)
+    text: Mapped[str] = mapped_column(Text)
+    filter_operator_codes: Mapped[list[str]] = mapped_column(ARRAY(String(3)), server_default="{}")
+    filter_tags: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    window_start: Mapped[time | None] = mapped_column(Time)
+    window_end: Mapped[time | None] = mapped_column(Time)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Fan-out progress: clients with id <= fanout_cursor already have their message row.
+    started_at: Mapped[datetime | None] = mapped_column(TZ)
+    fanout_cursor: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    fanout_done_at: Mapped[datetime | None] = mapped_column(TZ)
+    finished_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+_status_list = ", ".join(f"'{s.value}'" for s in ALL_STATUSES)
+
+
+class Message(Base):
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("mailing_id", "client_id"),
+        CheckConstraint(f"status IN ({_status_list})", name="status_known"),
+        Index("ix_message_mailing_id_status", "mailing_id", "status"),
+        Index("ix_message_client_id", "client_id"),
+        Index(
+            "ix_message_deferred_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'deferred'"),
+        ),
+        Index("ix_message_lease", "lease_until", postgresql_where=text("status = 'sending'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    mailing_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("mailing.id"))
+    client_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("client.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TZ)
+    lease_until: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class Outbox(Base):
+    """Broker messages committed with the state change that needs them; a relay publishes them."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    exchange: Mapped[str] = mapped_column(String(128))
+    routing_key: Mapped[str] = mapped_column(String(128))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    expiration_ms: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,1 @@
+"""Pure business rules: plain values and an explicit ``now`` in, decisions out. No I/O."""

@@ -1,0 +1,65 @@
+"""What a provider reply means for a message: sent, worth retrying, or failed for good.
+
+Judged by the status code first; the body is parsed leniently and only a 200 carrying
+``code == 0`` counts as sent. A garbage 200 is not proof of delivery, so it is retried.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyJudgement:
+    verdict: Verdict
+    reason: str
+    retry_after_s: float | None = None
+
+
+# The request itself is wrong: sending it again cannot succeed.
+PERMANENT_STATUSES = frozenset({400, 404, 405, 409, 410, 413, 414, 415, 422})
+BODY_EXCERPT = 200
+
+
+def excerpt(body: bytes) -> str:
+    return body[:BODY_EXCERPT].decode("utf-8", errors="replace")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 86_400 else None
+
+
+def judge_reply(status: int, body: bytes, retry_after: str | None = None) -> ReplyJudgement:
+    if status == 200:
+        return _judge_ok_body(body)
+    if status in PERMANENT_STATUSES:
+        return ReplyJudgement(Verdict.PERMANENT, f"HTTP {status}: {excerpt(body)}")
+    if status == 429:
+        return ReplyJudgement(Verdict.TRANSIENT, "HTTP 429", parse_retry_after(retry_after))
+    return ReplyJudgement(Verdict.TRANSIENT, f"HTTP {status}: {excerpt(body)}")
+
+
+def _judge_ok_body(body: bytes) -> ReplyJudgement:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # deeply nested garbage overflows the decoder
+        return ReplyJudgement(Verdict.TRANSIENT, f"HTTP 200 with unparseable body: {excerpt(body)}")
+    code = data.get("code") if isinstance(data, dict) else None
+    # Lenient: a numeric string "0" is still the provider's success code.
+    if (type(code) is int and code == 0) or code == "0":
+        return ReplyJudgement(Verdict.SENT, "OK")
+    return ReplyJudgement(Verdict.TRANSIENT, f"HTTP 200 without success code: {excerpt(body)}")

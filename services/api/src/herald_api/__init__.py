@@ -1,0 +1,1 @@
+"""Herald's REST API: clients, mailings and their statistics."""

@@ -1,0 +1,62 @@
+"""One place mapping Herald's errors to HTTP; expected errors never become a 500.
+
+Error bodies: ``{"detail": "<reason>", "code": "<machine code>"}``; validation errors keep
+FastAPI's shape ``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`` so every 422
+names the field and the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from herald_common.errors import Conflict, HeraldError, InvalidInput, NotFound
+from pydantic import BaseModel
+
+log = structlog.get_logger()
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    code: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid bearer token."},
+    404: {"model": ErrorBody, "description": "No such entity."},
+    409: {"model": ErrorBody, "description": "Conflicts with the current state."},
+}
+
+
+def _status_of(error: HeraldError) -> int:
+    if isinstance(error, NotFound):
+        return status.HTTP_404_NOT_FOUND
+    if isinstance(error, Conflict):
+        return status.HTTP_409_CONFLICT
+    if isinstance(error, InvalidInput):
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
+    return status.HTTP_400_BAD_REQUEST
+
+
+async def handle_herald_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HeraldError)
+    code = _status_of(error)
+    if isinstance(error, InvalidInput):
+        detail = [{"loc": ["body", error.field], "msg": error.reason, "type": error.code}]
+        return JSONResponse({"detail": detail}, status_code=code)
+    return JSONResponse({"detail": error.message, "code": error.code}, status_code=code)
+
+
+async def handle_unexpected(_: Request, error: Exception) -> JSONResponse:
+    log.exception("unhandled_error", error=repr(error))
+    return JSONResponse(
+        {"detail": "internal error; it has been logged", "code": "internal"},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HeraldError, handle_herald_error)
+    app.add_exception_handler(Exception, handle_unexpected)

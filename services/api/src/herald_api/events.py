@@ -1,0 +1,91 @@
+"""Mailing events for the scheduler, published after the commit, best effort.
+
+Events only shorten the scheduler's reaction time; it polls the database anyway, so a broker
+outage costs latency, never a mailing. Publishing therefore never blocks or fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+from herald_common.broker import Outgoing, Publisher, connect
+from herald_common.contracts import MailingEvent, MailingEventKind
+from herald_common.topology import EVENTS_EXCHANGE, declare_topology, mailing_event_routing_key
+
+log = structlog.get_logger()
+PUBLISH_TIMEOUT_S = 2.0
+
+
+class EventPublisher:
+    def __init__(self, amqp_url: str, retry_tiers_ms: list[int]) -> None:
+        self._url = amqp_url
+        self._tiers = retry_tiers_ms
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: Publisher | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_forever())
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                connection = await connect(self._url, "herald-api")
+                channel = await connection.channel()
+                await declare_topology(channel, self._tiers)
+                await channel.close()
+                self._publisher = await Publisher.open(connection)
+                self._connection = connection
+                log.info("broker_connected")
+                return
+            except Exception as error:  # the broker may come later; the API serves meanwhile
+                log.warning("broker_unavailable", error=str(error), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    def publish(
+        self, kind: MailingEventKind, mailing_id: int, starts_at: datetime, ends_at: datetime
+    ) -> None:
+        event = MailingEvent(
+            kind=kind,
+            mailing_id=mailing_id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            occurred_at=datetime.now(UTC),
+        )
+        task = asyncio.create_task(self._publish(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, event: MailingEvent) -> None:
+        if self._publisher is None:
+            log.info("mailing_event_skipped", mailing_id=event.mailing_id, reason="no broker")
+            return
+        item = Outgoing(
+            EVENTS_EXCHANGE,
+            mailing_event_routing_key(event.kind),
+            event.encode(),
+            {"x-mailing-id": event.mailing_id},
+        )
+        try:
+            await asyncio.wait_for(self._publisher.publish(item), PUBLISH_TIMEOUT_S)
+            log.info("mailing_event_published", mailing_id=event.mailing_id, kind=event.kind)
+        except Exception as error:
+            log.warning("mailing_event_lost", mailing_id=event.mailing_id, error=str(error))
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=PUBLISH_TIMEOUT_S)
+        if self._connection is not None:
+            await self._connection.close()

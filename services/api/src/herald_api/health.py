@@ -1,0 +1,43 @@
+"""Liveness and readiness: /healthz says the process serves, /readyz that DB and broker answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from herald_api.events import EventPublisher
+
+router = APIRouter(tags=["health"])
+CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _database_ok(engine: AsyncEngine) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+@router.get("/readyz", summary="Readiness: database and broker reachable")
+async def readyz(request: Request) -> JSONResponse:
+    events: EventPublisher = request.app.state.events
+    checks = {
+        "database": "ok" if await _database_ok(request.app.state.engine) else "unavailable",
+        "broker": "ok" if events.connected else "unavailable",
+    }
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

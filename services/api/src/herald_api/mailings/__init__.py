@@ -1,0 +1,1 @@
+"""Mailings, their messages and statistics."""

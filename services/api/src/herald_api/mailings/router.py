@@ -1,0 +1,113 @@
+"""/api/v1/mailings: mailings, their messages and statistics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from herald_common.models import Mailing
+from herald_common.statuses import MailingState, MessageStatus
+
+from herald_api.deps import Uow
+from herald_api.errors import ERROR_RESPONSES
+from herald_api.mailings import service
+from herald_api.mailings.schemas import (
+    AllMailingStats,
+    MailingCreate,
+    MailingRead,
+    MailingStats,
+    MailingUpdate,
+    MessageRead,
+)
+from herald_api.pagination import After, Limit, Page, next_after
+from herald_api.validation import EntityId
+
+router = APIRouter(prefix="/mailings", tags=["mailings"], responses=ERROR_RESPONSES)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _announce(uow: Uow, kind: str, mailing: Mailing) -> None:
+    mailing_id, starts_at, ends_at = mailing.id, mailing.starts_at, mailing.ends_at
+    uow.after_commit(
+        lambda: uow.events.publish(kind, mailing_id, starts_at, ends_at)  # type: ignore[arg-type]
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a mailing")
+async def create_mailing(body: MailingCreate, uow: Uow) -> MailingRead:
+    """Create a mailing. If its start has come (and its end has not) it starts at once;
+    otherwise it starts by itself at `starts_at`. One message per matching client."""
+    mailing = await service.create_mailing(uow.session, body)
+    _announce(uow, "created", mailing)
+    return service.to_read(mailing, _now())
+
+
+@router.get("", summary="List mailings")
+async def list_mailings(
+    uow: Uow,
+    limit: Limit = 100,
+    after: After = 0,
+    state: Annotated[MailingState | None, Query(description="Only mailings in this state.")] = None,
+) -> Page[MailingRead]:
+    now = _now()
+    mailings = await service.list_mailings(
+        uow.session, limit=limit, after=after, state=state, now=now
+    )
+    return Page(
+        items=[service.to_read(m, now) for m in mailings],
+        next_after=next_after([m.id for m in mailings], limit),
+    )
+
+
+@router.get("/stats", summary="Statistics of every mailing")
+async def all_stats(uow: Uow) -> AllMailingStats:
+    """Every mailing with its message count per status, and the totals over all of them."""
+    return await service.all_stats(uow.session, _now())
+
+
+@router.get("/{mailing_id}", summary="Get a mailing")
+async def get_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
+    return service.to_read(await service.get_mailing(uow.session, mailing_id), _now())
+
+
+@router.patch("/{mailing_id}", summary="Change a mailing")
+async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) -> MailingRead:
+    """Change the given fields. After the start, `starts_at` and `filter` are fixed (409);
+    new text, end or window apply to every message not yet sent."""
+    mailing = await service.update_mailing(uow.session, mailing_id, body, _now())
+    _announce(uow, "updated", mailing)
+    return service.to_read(mailing, _now())
+
+
+@router.delete("/{mailing_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a mailing")
+async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
+    """Stop the mailing: messages not yet handed to the provider end `cancelled`."""
+    mailing = await service.delete_mailing(uow.session, mailing_id)
+    _announce(uow, "deleted", mailing)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{mailing_id}/stats", summary="Statistics of one mailing")
+async def mailing_stats(mailing_id: EntityId, uow: Uow) -> MailingStats:
+    return await service.mailing_stats(uow.session, mailing_id, _now())
+
+
+@router.get("/{mailing_id}/messages", summary="Messages of a mailing")
+async def list_messages(
+    mailing_id: EntityId,
+    uow: Uow,
+    limit: Limit = 100,
+    after: After = 0,
+    status: Annotated[MessageStatus | None, Query(description="Only this status.")] = None,
+) -> Page[MessageRead]:
+    messages = await service.list_messages(
+        uow.session, mailing_id, limit=limit, after=after, status=status
+    )
+    return Page(
+        items=[MessageRead.model_validate(m) for m in messages],
+        next_after=next_after([m.id for m in messages], limit),
+    )

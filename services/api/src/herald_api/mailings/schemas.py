@@ -1,0 +1,169 @@
+"""Request and response bodies of /mailings."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated, Any, Self
+
+from herald_common.statuses import ALL_STATUSES, MailingState
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from herald_api.validation import (
+    MAX_FILTER_ITEMS,
+    MAX_TEXT_LENGTH,
+    OperatorCode,
+    Tag,
+    UtcDatetime,
+)
+
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+EXAMPLE: dict[str, Any] = {
+    "starts_at": "2026-11-22T10:00:00+03:00",
+    "ends_at": "2026-11-22T20:00:00+03:00",
+    "text": "Black Friday: -30% on everything today",
+    "filter": {"operator_codes": ["900", "901"], "tags": ["vip"]},
+    "send_window": {"start": "09:00", "end": "21:00"},
+}
+
+
+class MailingFilter(BaseModel):
+    """A client matches when (operator_codes is empty or holds its code) and (tags is empty or
+    holds its tag). The empty filter selects every client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operator_codes: Annotated[list[OperatorCode], Field(max_length=MAX_FILTER_ITEMS)] = []
+    tags: Annotated[list[Tag], Field(max_length=MAX_FILTER_ITEMS)] = []
+
+    @field_validator("operator_codes", "tags")
+    @classmethod
+    def _dedupe(cls, values: list[str]) -> list[str]:
+        return sorted(set(values))
+
+
+class SendWindow(BaseModel):
+    """Local time of day, in each client's own time zone, during which sending is allowed.
+    `start` > `end` wraps past midnight (22:00–06:00). The end is exclusive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: Annotated[str, Field(pattern=HHMM, examples=["09:00"])]
+    end: Annotated[str, Field(pattern=HHMM, examples=["21:00"])]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+    def times(self) -> tuple[time, time]:
+        return time.fromisoformat(self.start), time.fromisoformat(self.end)
+
+    @classmethod
+    def from_times(cls, start: time | None, end: time | None) -> SendWindow | None:
+        if start is None or end is None:
+            return None
+        return cls(start=start.strftime("%H:%M"), end=end.strftime("%H:%M"))
+
+
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
+
+
+class MailingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+
+    starts_at: UtcDatetime = Field(description="ISO-8601 with a UTC offset.")
+    ends_at: UtcDatetime = Field(description="Must be after starts_at; nothing is sent from then.")
+    text: Text
+    filter: MailingFilter = MailingFilter()
+    send_window: SendWindow | None = None
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Self:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be later than starts_at")
+        return self
+
+
+class MailingUpdate(BaseModel):
+    """Only the fields given change. Once a mailing has started, `starts_at` and `filter` are
+    fixed (409); text, end and window apply to messages not yet sent. `send_window: null`
+    removes the window."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"text": "Updated text"}]}
+    )
+
+    starts_at: UtcDatetime | None = None
+    ends_at: UtcDatetime | None = None
+    text: Text | None = None
+    filter: MailingFilter | None = None
+    send_window: SendWindow | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for field in ("starts_at", "ends_at", "text", "filter"):
+                if field in data and data[field] is None:
+                    raise ValueError(f"{field} cannot be null; leave it out to keep it")
+        return data
+
+
+class MailingRead(BaseModel):
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    text: str
+    filter: MailingFilter
+    send_window: SendWindow | None
+    state: MailingState
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = Field(description="When the fan-out began.")
+    finished_at: datetime | None
+
+
+StatusCounts = Annotated[
+    dict[str, int],
+    Field(
+        description="Messages per status; every status is present.",
+        examples=[{s.value: 0 for s in ALL_STATUSES}],
+    ),
+]
+
+
+class MailingStats(BaseModel):
+    id: int
+    state: MailingState
+    starts_at: datetime
+    ends_at: datetime
+    total: int
+    by_status: StatusCounts
+
+
+class StatsTotals(BaseModel):
+    mailings: int
+    total: int
+    by_status: StatusCounts
+
+
+class AllMailingStats(BaseModel):
+    mailings: list[MailingStats]
+    totals: StatsTotals
+
+
+class MessageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    mailing_id: int
+    client_id: int
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None

@@ -1,0 +1,226 @@
+"""Mailing use cases; they flush, the request's unit of work commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from herald_common.errors import InvalidInput, MailingStarted, NotFound
+from herald_common.models import Mailing, Message
+from herald_common.rules.mailings import has_started, mailing_state
+from herald_common.statuses import ALL_STATUSES, IDLE_STATUSES, MailingState, MessageStatus
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald_api.mailings.schemas import (
+    AllMailingStats,
+    MailingCreate,
+    MailingFilter,
+    MailingRead,
+    MailingStats,
+    MailingUpdate,
+    SendWindow,
+    StatsTotals,
+)
+
+
+def to_read(mailing: Mailing, now: datetime) -> MailingRead:
+    return MailingRead(
+        id=mailing.id,
+        starts_at=mailing.starts_at,
+        ends_at=mailing.ends_at,
+        text=mailing.text,
+        filter=MailingFilter(
+            operator_codes=mailing.filter_operator_codes, tags=mailing.filter_tags
+        ),
+        send_window=SendWindow.from_times(mailing.window_start, mailing.window_end),
+        state=mailing_state(now, mailing.starts_at, mailing.ends_at, mailing.finished_at),
+        created_at=mailing.created_at,
+        updated_at=mailing.updated_at,
+        started_at=mailing.started_at,
+        finished_at=mailing.finished_at,
+    )
+
+
+async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = False) -> Mailing:
+    query = select(Mailing).where(Mailing.id == mailing_id, Mailing.deleted_at.is_(None))
+    if lock:
+        query = query.with_for_update()
+    mailing = await session.scalar(query)
+    if mailing is None:
+        raise NotFound("mailing", mailing_id)
+    return mailing
+
+
+async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
+    window = data.send_window.times() if data.send_window else (None, None)
+    mailing = Mailing(
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        text=data.text,
+        filter_operator_codes=data.filter.operator_codes,
+        filter_tags=data.filter.tags,
+        window_start=window[0],
+        window_end=window[1],
+    )
+    session.add(mailing)
+    await session.flush()
+    await session.refresh(mailing)
+    return mailing
+
+
+async def update_mailing(
+    session: AsyncSession, mailing_id: int, data: MailingUpdate, now: datetime
+) -> Mailing:
+    # The row lock orders this against the scheduler starting the mailing.
+    mailing = await get_mailing(session, mailing_id, lock=True)
+    given = data.model_fields_set
+    if has_started(now, mailing.starts_at, mailing.started_at):
+        frozen = []
+        if data.starts_at is not None and data.starts_at != mailing.starts_at:
+            frozen.append("starts_at")
+        if data.filter is not None and (
+            data.filter.operator_codes != sorted(mailing.filter_operator_codes)
+            or data.filter.tags != sorted(mailing.filter_tags)
+        ):
+            frozen.append("filter")
+        if frozen:
+            raise MailingStarted(mailing.id, frozen)
+    starts_at = data.starts_at or mailing.starts_at
+    ends_at = data.ends_at or mailing.ends_at
+    if ends_at <= starts_at:
+        field = "ends_at" if data.ends_at is not None else "starts_at"
+        raise InvalidInput(field, "ends_at must be later than starts_at")
+    mailing.starts_at = starts_at
+    mailing.ends_at = ends_at
+    if data.text is not None:
+        mailing.text = data.text
+    if data.filter is not None:
+        mailing.filter_operator_codes = data.filter.operator_codes
+        mailing.filter_tags = data.filter.tags
+    if "send_window" in given:
+        start, end = data.send_window.times() if data.send_window else (None, None)
+        if (start, end) != (mailing.window_start, mailing.window_end):
+            mailing.window_start, mailing.window_end = start, end
+            # Deferred messages waited for the old window; let the senders judge them anew.
+            await session.execute(
+                update(Message)
+                .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.DEFERRED)
+                .values(next_attempt_at=func.now(), updated_at=func.now())
+            )
+    mailing.updated_at = func.now()
+    await session.flush()
+    await session.refresh(mailing)
+    return mailing
+
+
+async def delete_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
+    """Soft delete: delivery stops; messages not in a provider call right now are cancelled."""
+    mailing = await get_mailing(session, mailing_id, lock=True)
+    mailing.deleted_at = func.now()
+    mailing.updated_at = func.now()
+    await session.execute(
+        update(Message)
+        .where(Message.mailing_id == mailing_id, Message.status.in_(IDLE_STATUSES))
+        .values(
+            status=MessageStatus.CANCELLED,
+            last_error="the mailing was deleted",
+            updated_at=func.now(),
+            next_attempt_at=None,
+        )
+    )
+    await session.flush()
+    await session.refresh(mailing)
+    return mailing
+
+
+async def list_mailings(
+    session: AsyncSession, *, limit: int, after: int, state: MailingState | None, now: datetime
+) -> list[Mailing]:
+    query = (
+        select(Mailing)
+        .where(Mailing.deleted_at.is_(None), Mailing.id > after)
+        .order_by(Mailing.id)
+        .limit(limit)
+    )
+    if state == MailingState.SCHEDULED:
+        query = query.where(Mailing.starts_at > now, Mailing.finished_at.is_(None))
+    elif state == MailingState.RUNNING:
+        query = query.where(
+            Mailing.starts_at <= now, Mailing.ends_at > now, Mailing.finished_at.is_(None)
+        )
+    elif state == MailingState.FINISHED:
+        query = query.where((Mailing.ends_at <= now) | Mailing.finished_at.is_not(None))
+    return list((await session.scalars(query)).all())
+
+
+def _empty_counts() -> dict[str, int]:
+    return {status.value: 0 for status in ALL_STATUSES}
+
+
+async def _counts(session: AsyncSession, mailing_ids: list[int]) -> dict[int, dict[str, int]]:
+    rows = await session.execute(
+        select(Message.mailing_id, Message.status, func.count())
+        .where(Message.mailing_id.in_(mailing_ids))
+        .group_by(Message.mailing_id, Message.status)
+    )
+    counts: dict[int, dict[str, int]] = {mid: _empty_counts() for mid in mailing_ids}
+    for mailing_id, status, count in rows:
+        counts[mailing_id][status] = count
+    return counts
+
+
+def _stats(mailing: Mailing, counts: dict[str, int], now: datetime) -> MailingStats:
+    return MailingStats(
+        id=mailing.id,
+        state=mailing_state(now, mailing.starts_at, mailing.ends_at, mailing.finished_at),
+        starts_at=mailing.starts_at,
+        ends_at=mailing.ends_at,
+        total=sum(counts.values()),
+        by_status=counts,
+    )
+
+
+async def mailing_stats(session: AsyncSession, mailing_id: int, now: datetime) -> MailingStats:
+    mailing = await get_mailing(session, mailing_id)
+    counts = await _counts(session, [mailing.id])
+    return _stats(mailing, counts[mailing.id], now)
+
+
+async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:
+    mailings = list(
+        (
+            await session.scalars(
+                select(Mailing).where(Mailing.deleted_at.is_(None)).order_by(Mailing.id)
+            )
+        ).all()
+    )
+    counts = await _counts(session, [m.id for m in mailings])
+    stats = [_stats(m, counts[m.id], now) for m in mailings]
+    totals = _empty_counts()
+    for item in stats:
+        for status, count in item.by_status.items():
+            totals[status] += count
+    return AllMailingStats(
+        mailings=stats,
+        totals=StatsTotals(mailings=len(stats), total=sum(totals.values()), by_status=totals),
+    )
+
+
+async def list_messages(
+    session: AsyncSession,
+    mailing_id: int,
+    *,
+    limit: int,
+    after: int,
+    status: MessageStatus | None,
+) -> list[Message]:
+    await get_mailing(session, mailing_id)
+    query = (
+        select(Message)
+        .where(Message.mailing_id == mailing_id, Message.id > after)
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(Message.status == status)
+    return list((await session.scalars(query)).all())

@@ -1,0 +1,82 @@
+"""``herald-api``: the FastAPI application and its entry point."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import Depends, FastAPI
+from herald_common.db import create_engine
+from herald_common.logs import configure_logging
+from herald_common.rules.backoff import retry_tiers
+from herald_common.settings import RetrySettings
+from prometheus_client import make_asgi_app
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from herald_api import health
+from herald_api.clients.router import router as clients_router
+from herald_api.deps import require_token
+from herald_api.errors import install_error_handlers
+from herald_api.events import EventPublisher
+from herald_api.mailings.router import router as mailings_router
+from herald_api.settings import ApiSettings
+
+DESCRIPTION = """
+Herald delivers one message per matching client for each mailing, through an external
+sending API, and keeps every message's fate for statistics.
+
+Every `/api/v1` call needs `Authorization: Bearer <HERALD_API_TOKEN>`.
+Lists are paged by id: pass the returned `next_after` as `after`.
+Errors: `{"detail": "...", "code": "..."}`; validation errors (422) name the field and reason.
+"""
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    retry = RetrySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        app.state.events = EventPublisher(
+            settings.amqp_url, retry_tiers(retry.retry_base_ms, retry.retry_max_ms)
+        )
+        app.state.events.start()
+        try:
+            yield
+        finally:
+            await app.state.events.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Herald",
+        version="1.0.0",
+        description=DESCRIPTION,
+        docs_url="/docs/",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    secured = [Depends(require_token)]
+    app.include_router(clients_router, prefix="/api/v1", dependencies=secured)
+    app.include_router(mailings_router, prefix="/api/v1", dependencies=secured)
+    app.mount("/metrics", make_asgi_app())
+    return app
+
+
+def run() -> None:
+    settings = ApiSettings()
+    configure_logging("api", settings.service_instance, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )

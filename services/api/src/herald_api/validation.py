@@ -1,0 +1,59 @@
+"""Field types shared by the API's schemas, each failing with a reason a person can act on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated
+from zoneinfo import available_timezones
+
+from fastapi import Path
+from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
+
+PHONE_PATTERN = r"^7[0-9]{10}$"
+OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
+MAX_TAG_LENGTH = 64
+MAX_TEXT_LENGTH = 4096
+MAX_FILTER_ITEMS = 100
+
+
+@lru_cache(maxsize=1)
+def known_timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _check_timezone(value: str) -> str:
+    if value not in known_timezones():
+        raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Europe/Moscow', 'UTC')")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+Phone = Annotated[
+    str,
+    Field(
+        pattern=PHONE_PATTERN,
+        description="11 digits starting with 7: 7XXXXXXXXXX.",
+        examples=["79001234567"],
+    ),
+]
+OperatorCode = Annotated[
+    str, Field(pattern=OPERATOR_CODE_PATTERN, description="3 digits.", examples=["900"])
+]
+Tag = Annotated[str, Field(max_length=MAX_TAG_LENGTH, examples=["vip"])]
+TimeZone = Annotated[
+    str,
+    Field(max_length=64, description="IANA time zone name.", examples=["Europe/Moscow"]),
+    AfterValidator(_check_timezone),
+]
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(lambda v: v.astimezone(UTC).isoformat(), return_type=str),
+]
+
+MAX_ID = 2**63 - 1
+EntityId = Annotated[int, Path(ge=1, le=MAX_ID, description="The entity's id.")]

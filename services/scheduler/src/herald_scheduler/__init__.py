@@ -1,0 +1,1 @@
+"""Herald's scheduler: starts due mailings, re-queues deferred and orphaned work, ends mailings."""

@@ -1,0 +1,222 @@
+"""Database steps of the scheduler; each runs inside the caller's transaction.
+
+Fan-out is set-based: one INSERT … SELECT per chunk of clients, keyed by client id so that a
+crash resumes from ``fanout_cursor`` and ``ON CONFLICT DO NOTHING`` absorbs any overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from herald_common.statuses import MessageStatus
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True, slots=True)
+class DueMailing:
+    id: int
+    fanout_cursor: int
+    operator_codes: list[str]
+    tags: list[str]
+    started: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutChunk:
+    message_ids: list[int]
+    done: bool
+
+
+async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
+    """The earliest due mailing whose fan-out is unfinished, locked; other replicas skip it."""
+    row = (
+        await conn.execute(
+            text(
+                """
+                SELECT id, fanout_cursor, filter_operator_codes, filter_tags, started_at
+                FROM mailing
+                WHERE deleted_at IS NULL AND fanout_done_at IS NULL
+                  AND starts_at <= now() AND ends_at > now()
+                ORDER BY starts_at, id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+                """
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return DueMailing(row[0], row[1], list(row[2]), list(row[3]), row[4] is not None)
+
+
+async def fan_out_chunk(conn: AsyncConnection, mailing: DueMailing, size: int) -> FanOutChunk:
+    """Create the messages of the next ``size`` matching clients and move the cursor."""
+    row = (
+        await conn.execute(
+            text(
+                """
+                WITH target AS (
+                    SELECT id FROM client
+                    WHERE deleted_at IS NULL AND id > :cursor
+                      AND (cardinality(CAST(:codes AS varchar[])) = 0
+                           OR operator_code = ANY(CAST(:codes AS varchar[])))
+                      AND (cardinality(CAST(:tags AS varchar[])) = 0
+                           OR tag = ANY(CAST(:tags AS varchar[])))
+                    ORDER BY id
+                    LIMIT :size
+                ), created AS (
+                    INSERT INTO message (mailing_id, client_id, status)
+                    SELECT :mailing_id, id, :pending FROM target
+                    ON CONFLICT (mailing_id, client_id) DO NOTHING
+                    RETURNING id
+                )
+                SELECT (SELECT count(*) FROM target),
+                       (SELECT max(id) FROM target),
+                       (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM created)
+                """
+            ),
+            {
+                "cursor": mailing.fanout_cursor,
+                "codes": mailing.operator_codes,
+                "tags": mailing.tags,
+                "size": size,
+                "mailing_id": mailing.id,
+                "pending": MessageStatus.PENDING.value,
+            },
+        )
+    ).one()
+    targeted, last_client_id, message_ids = row[0], row[1], list(row[2])
+    done = targeted < size
+    await conn.execute(
+        text(
+            """
+            UPDATE mailing SET
+                fanout_cursor = coalesce(:cursor, fanout_cursor),
+                started_at = coalesce(started_at, now()),
+                fanout_done_at = CASE WHEN :done THEN now() END
+            WHERE id = :id
+            """
+        ),
+        {"cursor": last_client_id, "done": done, "id": mailing.id},
+    )
+    return FanOutChunk(message_ids, done)
+
+
+async def requeue_deferred(conn: AsyncConnection, limit: int) -> list[tuple[int, int]]:
+    """Deferred messages whose window has opened go back to ``pending``: (message, mailing)."""
+    rows = await conn.execute(
+        text(
+            """
+            UPDATE message SET status = :pending, next_attempt_at = NULL, updated_at = now()
+            WHERE id IN (
+                SELECT id FROM message
+                WHERE status = :deferred AND next_attempt_at <= now()
+                ORDER BY next_attempt_at LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING id, mailing_id
+            """
+        ),
+        {
+            "pending": MessageStatus.PENDING.value,
+            "deferred": MessageStatus.DEFERRED.value,
+            "limit": limit,
+        },
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def recover_expired_leases(conn: AsyncConnection, limit: int) -> list[tuple[int, int]]:
+    """Messages a sender claimed and never settled (it died): back to ``pending``.
+
+    The provider may have seen them: this is the at-least-once case of rule 4.
+    """
+    rows = await conn.execute(
+        text(
+            """
+            UPDATE message SET status = :pending, lease_until = NULL, updated_at = now(),
+                last_error = 'the sender handling it stopped; sending again'
+            WHERE id IN (
+                SELECT id FROM message
+                WHERE status = :sending AND lease_until < now()
+                ORDER BY lease_until LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING id, mailing_id
+            """
+        ),
+        {
+            "pending": MessageStatus.PENDING.value,
+            "sending": MessageStatus.SENDING.value,
+            "limit": limit,
+        },
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def expire_ended(conn: AsyncConnection, limit: int) -> int:
+    """Idle messages of mailings whose end has passed become ``expired``. Returns a count."""
+    result = await conn.execute(
+        text(
+            """
+            UPDATE message SET status = :expired, updated_at = now(), next_attempt_at = NULL,
+                last_error = coalesce(last_error || '; ', '') || 'the mailing ended first'
+            WHERE id IN (
+                SELECT m.id FROM message m JOIN mailing ml ON ml.id = m.mailing_id
+                WHERE ml.finished_at IS NULL AND ml.ends_at <= now()
+                  AND m.status IN (:pending, :retrying, :deferred)
+                LIMIT :limit
+                FOR UPDATE OF m SKIP LOCKED
+            )
+            """
+        ),
+        {
+            "expired": MessageStatus.EXPIRED.value,
+            "pending": MessageStatus.PENDING.value,
+            "retrying": MessageStatus.RETRYING.value,
+            "deferred": MessageStatus.DEFERRED.value,
+            "limit": limit,
+        },
+    )
+    return result.rowcount
+
+
+async def finish_settled(conn: AsyncConnection) -> list[int]:
+    """Mark finished the mailings with nothing left to do: ended, deleted, or all settled."""
+    rows = await conn.execute(
+        text(
+            """
+            UPDATE mailing ml SET finished_at = now()
+            WHERE ml.finished_at IS NULL
+              AND (ml.ends_at <= now() OR ml.deleted_at IS NOT NULL
+                   OR ml.fanout_done_at IS NOT NULL)
+              AND NOT EXISTS (
+                  SELECT 1 FROM message m
+                  WHERE m.mailing_id = ml.id
+                    AND m.status IN (:pending, :sending, :retrying, :deferred)
+              )
+            RETURNING ml.id
+            """
+        ),
+        {
+            "pending": MessageStatus.PENDING.value,
+            "sending": MessageStatus.SENDING.value,
+            "retrying": MessageStatus.RETRYING.value,
+            "deferred": MessageStatus.DEFERRED.value,
+        },
+    )
+    return [r[0] for r in rows]
+
+
+async def next_start_in_s(conn: AsyncConnection) -> float | None:
+    """Seconds until the next not-yet-due mailing starts, to sleep exactly that long."""
+    value = await conn.scalar(
+        text(
+            """
+            SELECT extract(epoch FROM min(starts_at) - now()) FROM mailing
+            WHERE deleted_at IS NULL AND fanout_done_at IS NULL AND starts_at > now()
+            """
+        )
+    )
+    return float(value) if value is not None else None

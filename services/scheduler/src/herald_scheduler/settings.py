@@ -1,0 +1,16 @@
+"""Scheduler settings from ``HERALD_*`` environment variables."""
+
+from __future__ import annotations
+
+from herald_common.settings import HeraldSettings, RetrySettings
+from pydantic import Field
+
+
+class SchedulerSettings(HeraldSettings, RetrySettings):
+    scheduler_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    fanout_chunk_size: int = Field(default=5_000, ge=1, le=100_000)
+    job_size: int = Field(default=100, ge=1, le=1_000)
+    outbox_grace_s: float = Field(
+        default=10, ge=0, description="Age after which the relay publishes an outbox row."
+    )
+    sweep_batch_size: int = Field(default=5_000, ge=1, le=100_000)

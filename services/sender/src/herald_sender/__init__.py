@@ -1,0 +1,1 @@
+"""Herald's sender: consumes delivery jobs, calls the provider, records every outcome."""

@@ -1,0 +1,183 @@
+"""The delivery worker: one job in, its messages claimed, sent concurrently, recorded, acked.
+
+Order per job: claim and commit → provider calls (no transaction open) → outcomes committed
+(retry jobs through the outbox, published and confirmed) → ack. A crash anywhere before the
+ack leaves the job in the broker and the messages either untouched or leased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from herald_common.contracts import DeliveryJob
+from herald_common.db import with_retries
+from herald_common.jobs import retry_job
+from herald_common.rules.backoff import retry_tiers
+from herald_common.rules.delivery import Action, check_handoff, plan_after_failure
+from herald_common.rules.replies import ReplyJudgement, Verdict
+from herald_common.statuses import MessageStatus
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from herald_sender.claims import Claimed, Settled, claim
+from herald_sender.provider import ProviderClient
+from herald_sender.recorder import Outcome, Recorder
+from herald_sender.settings import SenderSettings
+
+log = structlog.get_logger()
+
+_SETTLED_LOG = {
+    Action.CANCEL: "message_cancelled",
+    Action.EXPIRE: "message_expired",
+    Action.FAIL: "message_failed",
+    Action.DEFER: "message_deferred",
+    Action.SKIP: "message_skipped",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        provider: ProviderClient,
+        recorder: Recorder,
+        settings: SenderSettings,
+    ) -> None:
+        self._engine = engine
+        self._provider = provider
+        self._recorder = recorder
+        self._settings = settings
+        self._tiers = retry_tiers(settings.retry_base_ms, settings.retry_max_ms)
+        self._slots = asyncio.Semaphore(settings.sender_concurrency)
+        self._guard = timedelta(milliseconds=settings.send_guard_ms)
+        self._lease = timedelta(seconds=settings.lease_s)
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._random = random.Random()
+
+    @property
+    def jobs_in_progress(self) -> int:
+        return len(self._jobs)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """Consumer callback: hand the job to its own task so jobs proceed concurrently."""
+        task = asyncio.create_task(self.handle(message))
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._jobs:
+            await asyncio.wait(set(self._jobs), timeout=timeout_s)
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = DeliveryJob.decode(message.body)
+        except ValidationError as error:
+            log.error("job_rejected", reason="unreadable job", error=str(error)[:500])
+            await message.reject(requeue=False)
+            return
+        try:
+            await self.deliver(job)
+        except Exception as error:
+            # Not a provider problem (those are outcomes): park the job for a human.
+            log.exception("job_dead_lettered", mailing_id=job.mailing_id, error=repr(error))
+            await message.reject(requeue=False)
+            return
+        await message.ack()
+
+    async def deliver(self, job: DeliveryJob) -> None:
+        async def claim_all() -> tuple[list[Claimed], list[Settled]]:
+            async with self._engine.begin() as conn:
+                return await claim(
+                    conn,
+                    job.message_ids,
+                    utcnow(),
+                    lease=self._lease,
+                    guard=self._guard,
+                    max_attempts=self._settings.max_attempts,
+                )
+
+        claimed, settled = await with_retries(claim_all)
+        for item in settled:
+            log.info(
+                _SETTLED_LOG.get(item.decision.action, "message_settled"),
+                message_id=item.id,
+                mailing_id=item.mailing_id,
+                client_id=item.client_id,
+                reason=item.decision.reason,
+                until=item.decision.until.isoformat() if item.decision.until else None,
+            )
+        if claimed:
+            await asyncio.gather(*(self._send_one(msg) for msg in claimed))
+
+    async def _send_one(self, msg: Claimed) -> None:
+        ids = {"message_id": msg.id, "mailing_id": msg.mailing_id, "client_id": msg.client_id}
+        async with self._slots:
+            # The claim may be a while ago: judge the end and the window at the last moment.
+            gate = check_handoff(msg.ends_at, msg.window, msg.timezone, utcnow(), self._guard)
+            if gate.action != Action.SEND:
+                outcome = Outcome(
+                    msg.id,
+                    msg.attempts,
+                    MessageStatus.EXPIRED
+                    if gate.action == Action.EXPIRE
+                    else MessageStatus.DEFERRED,
+                    msg.attempts - 1,
+                    error=gate.reason,
+                    next_attempt_at=gate.until,
+                )
+                await self._recorder.record(outcome)
+                log.info(_SETTLED_LOG[gate.action], **ids, reason=gate.reason)
+                return
+            result = await self._provider.send(msg.id, msg.phone, msg.text)
+        log.info(
+            "provider_call",
+            **ids,
+            attempt=msg.attempts,
+            http_status=result.http_status,
+            latency_ms=result.latency_ms,
+            verdict=result.judgement.verdict.value,
+            reason=result.judgement.reason if result.judgement.verdict != Verdict.SENT else None,
+            body=result.body_excerpt,
+        )
+        outcome = self._outcome_of(msg, result.judgement)
+        applied = await self._recorder.record(outcome)
+        log.info(
+            "message_" + outcome.status.value,
+            **ids,
+            attempt=msg.attempts,
+            next_attempt_at=outcome.next_attempt_at.isoformat()
+            if outcome.next_attempt_at
+            else None,
+            recorded=applied,
+        )
+
+    def _outcome_of(self, msg: Claimed, judgement: ReplyJudgement) -> Outcome:
+        now = utcnow()
+        if judgement.verdict == Verdict.SENT:
+            return Outcome(msg.id, msg.attempts, MessageStatus.SENT, msg.attempts, sent_at=now)
+        decision = plan_after_failure(
+            judgement, msg.attempts, self._settings.max_attempts, self._tiers, self._random.random()
+        )
+        if decision.action == Action.FAIL:
+            return Outcome(
+                msg.id, msg.attempts, MessageStatus.FAILED, msg.attempts, error=decision.reason
+            )
+        assert decision.delay_ms is not None
+        assert decision.tier_ms is not None
+        return Outcome(
+            msg.id,
+            msg.attempts,
+            MessageStatus.RETRYING,
+            msg.attempts,
+            error=decision.reason,
+            next_attempt_at=now + timedelta(milliseconds=decision.delay_ms),
+            retry=retry_job(msg.mailing_id, msg.id, decision.tier_ms, decision.delay_ms),
+        )
