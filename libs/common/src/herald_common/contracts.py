@@ -6,7 +6,6 @@ consumers may ignore keeps the version, a change of meaning gets a new one.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -45,7 +44,7 @@ class MailingEvent(Contract):
     mailing_id: int
     starts_at: AwareDatetime
     ends_at: AwareDatetime
-    occurred_at: datetime
+    occurred_at: AwareDatetime
 
     @classmethod
     def decode(cls, body: bytes) -> MailingEvent:

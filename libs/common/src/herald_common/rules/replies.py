@@ -48,9 +48,10 @@ def judge_reply(status: int, body: bytes, retry_after: str | None = None) -> Rep
         return _judge_ok_body(body)
     if status in PERMANENT_STATUSES:
         return ReplyJudgement(Verdict.PERMANENT, f"HTTP {status}: {excerpt(body)}")
-    if status == 429:
-        return ReplyJudgement(Verdict.TRANSIENT, "HTTP 429", parse_retry_after(retry_after))
-    return ReplyJudgement(Verdict.TRANSIENT, f"HTTP {status}: {excerpt(body)}")
+    # A provider asking to be left alone for a while (429, 503 Retry-After) is obeyed.
+    return ReplyJudgement(
+        Verdict.TRANSIENT, f"HTTP {status}: {excerpt(body)}", parse_retry_after(retry_after)
+    )
 
 
 def _judge_ok_body(body: bytes) -> ReplyJudgement:

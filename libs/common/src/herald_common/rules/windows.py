@@ -59,8 +59,8 @@ def next_opening(window: SendWindow, now: datetime, tz: ZoneInfo) -> datetime:
 
 
 _TICK = timedelta(microseconds=1)
-# Zones change offset at most twice a year; a finer step only matters for made-up zones.
-_SCAN_STEP_S = 3 * 3600
+# Real zones change offset at most a few times a year, never twice within this step.
+_SCAN_STEP_S = 6 * 3600
 
 
 def _offset_changes(start: datetime, end: datetime, tz: ZoneInfo) -> list[datetime]:
@@ -72,17 +72,19 @@ def _offset_changes(start: datetime, end: datetime, tz: ZoneInfo) -> list[dateti
     changes: list[datetime] = []
     lo = int(start.timestamp())
     last = int(end.timestamp())
+    lo_offset = offset_at(lo)
     while lo < last:
         hi = min(lo + _SCAN_STEP_S, last)
-        if offset_at(lo) != offset_at(hi):
+        hi_offset = offset_at(hi)
+        if hi_offset != lo_offset:
             a, b = lo, hi
             # Offsets change on whole seconds: bisect to the first second of the new offset.
             while b - a > 1:
                 mid = (a + b) // 2
-                if offset_at(mid) == offset_at(a):
+                if offset_at(mid) == lo_offset:
                     a = mid
                 else:
                     b = mid
             changes.append(datetime.fromtimestamp(b, UTC))
-        lo = hi
+        lo, lo_offset = hi, hi_offset
     return changes
