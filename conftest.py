@@ -1,0 +1,55 @@
+"""Fixtures shared by every test tier: a migrated database, clean tables, broker vhosts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from herald_common.db import create_engine
+from herald_common.migrate import upgrade
+from herald_devstack.admin import BrokerAdmin, DatabaseAdmin
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+pytest_plugins = ["herald_devstack.pytest_plugin"]
+
+TABLES = "outbox, message, mailing, client"
+
+
+@pytest.fixture(scope="session")
+def migrated_db_url(postgres_server: DatabaseAdmin) -> str:
+    """One database for the session, migrated once with the real migrations."""
+    name = f"herald_test_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_database(name)
+    url = postgres_server.url(name)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+async def engine(migrated_db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(migrated_db_url, pool_size=5)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def clean_engine(engine: AsyncEngine) -> AsyncEngine:
+    """An engine on empty tables, for tests of code that commits on its own."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    return engine
+
+
+@pytest.fixture
+def amqp_url(rabbitmq_server: BrokerAdmin) -> Iterator[str]:
+    """A fresh vhost per test, so queues never leak between tests."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    rabbitmq_server.create_vhost(name)
+    try:
+        yield rabbitmq_server.url(name)
+    finally:
+        rabbitmq_server.delete_vhost(name)

@@ -1,0 +1,58 @@
+"""Scheduler test fixtures: a scheduler wired to a real database and a fresh vhost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from herald_common.broker import Publisher, connect
+from herald_common.contracts import DeliveryJob
+from herald_common.rules.backoff import retry_tiers
+from herald_common.topology import DELIVER_QUEUE, declare_topology
+from herald_scheduler.scheduler import Scheduler
+from herald_scheduler.settings import SchedulerSettings
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await connect(amqp_url, "scheduler-tests")
+    channel = await connection.channel()
+    await declare_topology(channel, retry_tiers(2000, 900_000))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def make_settings(db_url: str, amqp_url: str, **overrides: object) -> SchedulerSettings:
+    return SchedulerSettings(database_url=db_url, amqp_url=amqp_url, outbox_grace_s=0, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def scheduler(
+    clean_engine: AsyncEngine,
+    broker: AbstractRobustConnection,
+    migrated_db_url: str,
+    amqp_url: str,
+) -> Scheduler:
+    publisher = await Publisher.open(broker)
+    settings = make_settings(migrated_db_url, amqp_url, fanout_chunk_size=300, job_size=50)
+    return Scheduler(clean_engine, publisher, settings)
+
+
+async def drain_jobs(connection: AbstractRobustConnection) -> list[DeliveryJob]:
+    """Every delivery job waiting in the queue, acknowledged."""
+    channel = await connection.channel()
+    queue = await channel.get_queue(DELIVER_QUEUE)
+    jobs: list[DeliveryJob] = []
+    while True:
+        message = await queue.get(no_ack=True, fail=False)
+        if message is None:
+            break
+        assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
+        jobs.append(DeliveryJob.decode(message.body))
+    await channel.close()
+    return jobs

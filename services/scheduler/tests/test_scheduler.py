@@ -1,0 +1,288 @@
+"""The scheduler on a real PostgreSQL and RabbitMQ: fan-out, re-queueing, ending mailings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+from aio_pika.abc import AbstractRobustConnection
+from herald_common.broker import Publisher
+from herald_common.db import create_engine
+from herald_common.jobs import delivery_jobs
+from herald_common.outbox import add_to_outbox
+from herald_scheduler.scheduler import Scheduler
+from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .conftest import drain_jobs, make_settings
+
+
+async def run_until_idle(scheduler: Scheduler, max_ticks: int = 1000) -> int:
+    for tick in range(max_ticks):
+        if not await scheduler.tick():
+            return tick
+    raise AssertionError("scheduler never went idle")
+
+
+async def test_due_mailing_gets_one_message_per_matching_client_and_one_job_each(
+    scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
+) -> None:
+    async with clean_engine.begin() as conn:
+        vip = await insert_clients(conn, 700, first_phone=79_000_000_000, tag="vip")
+        await insert_clients(conn, 500, first_phone=79_100_000_000, tag="other")
+        mailing_id = await insert_mailing(conn, tags=["vip"])
+
+    await run_until_idle(scheduler)
+
+    async with clean_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT id, client_id, status FROM message WHERE mailing_id = :m"),
+                {"m": mailing_id},
+            )
+        ).all()
+        mailing = (
+            await conn.execute(
+                text("SELECT started_at, fanout_done_at, fanout_cursor FROM mailing WHERE id=:m"),
+                {"m": mailing_id},
+            )
+        ).one()
+        outbox_left = await conn.scalar(text("SELECT count(*) FROM outbox"))
+    assert sorted(r.client_id for r in rows) == vip
+    assert {r.status for r in rows} == {"pending"}
+    assert mailing.started_at is not None
+    assert mailing.fanout_done_at is not None
+    assert outbox_left == 0
+    jobs = await drain_jobs(broker)
+    job_ids = Counter(mid for job in jobs for mid in job.message_ids)
+    assert set(job_ids) == {r.id for r in rows}
+    assert max(job_ids.values()) == 1
+    assert all(job.mailing_id == mailing_id and len(job.message_ids) <= 50 for job in jobs)
+
+
+async def test_filter_by_operator_code_and_tag_together(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.begin() as conn:
+        match = await insert_clients(conn, 5, first_phone=79_010_000_000, tag="a")
+        await insert_clients(conn, 5, first_phone=79_020_000_000, tag="a")  # code 902
+        await insert_clients(conn, 5, first_phone=79_030_000_000, tag="b")  # code 903, tag b
+        both = await insert_mailing(conn, operator_codes=["901", "903"], tags=["a"])
+        everyone = await insert_mailing(conn)
+
+    await run_until_idle(scheduler)
+
+    async with clean_engine.connect() as conn:
+        targeted = await conn.execute(
+            text("SELECT client_id FROM message WHERE mailing_id = :m ORDER BY client_id"),
+            {"m": both},
+        )
+        assert [r[0] for r in targeted] == match
+        assert sum((await status_counts(conn, everyone)).values()) == 15
+
+
+async def test_future_and_ended_mailings_are_not_fanned_out(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    now = utcnow()
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 10)
+        future = await insert_mailing(conn, starts_at=now + timedelta(minutes=5))
+        ended = await insert_mailing(
+            conn, starts_at=now - timedelta(hours=2), ends_at=now - timedelta(hours=1)
+        )
+
+    await run_until_idle(scheduler)
+    await scheduler.housekeeping()
+
+    async with clean_engine.connect() as conn:
+        assert await status_counts(conn, future) == {}
+        assert await status_counts(conn, ended) == {}
+        finished = await conn.scalar(
+            text("SELECT finished_at IS NOT NULL FROM mailing WHERE id = :m"), {"m": ended}
+        )
+        started = await conn.scalar(
+            text("SELECT started_at FROM mailing WHERE id = :m"), {"m": future}
+        )
+    assert finished is True
+    assert started is None
+
+
+async def test_fan_out_resumes_from_its_cursor_without_duplicates(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 1000)
+        mailing_id = await insert_mailing(conn)
+
+    # Two chunks, then "crash": a fresh scheduler continues from the committed cursor.
+    assert await scheduler.fan_out_once()
+    assert await scheduler.fan_out_once()
+    async with clean_engine.connect() as conn:
+        assert sum((await status_counts(conn, mailing_id)).values()) == 600
+    await run_until_idle(scheduler)
+
+    async with clean_engine.connect() as conn:
+        total = await conn.scalar(
+            text("SELECT count(*), count(DISTINCT client_id) FROM message WHERE mailing_id=:m"),
+            {"m": mailing_id},
+        )
+        distinct = await conn.scalar(
+            text("SELECT count(DISTINCT client_id) FROM message WHERE mailing_id=:m"),
+            {"m": mailing_id},
+        )
+    assert total == 1000
+    assert distinct == 1000
+
+
+async def test_two_schedulers_fan_out_one_mailing_without_double_work(
+    clean_engine: AsyncEngine,
+    broker: AbstractRobustConnection,
+    migrated_db_url: str,
+    amqp_url: str,
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 20_000)
+        mailing_id = await insert_mailing(conn)
+    schedulers = []
+    engines = []
+    for _ in range(2):
+        engine = create_engine(migrated_db_url, pool_size=3)
+        engines.append(engine)
+        settings = make_settings(migrated_db_url, amqp_url, fanout_chunk_size=500, job_size=100)
+        schedulers.append(Scheduler(engine, await Publisher.open(broker), settings))
+
+    async def replica(scheduler: Scheduler) -> int:
+        """Loop like the real one: work when there is work, else nap, until the fan-out ends."""
+        chunks = 0
+        for _ in range(2000):
+            if await scheduler.fan_out_once():
+                chunks += 1
+                continue
+            async with clean_engine.connect() as conn:
+                done = await conn.scalar(text("SELECT fanout_done_at IS NOT NULL FROM mailing"))
+            if done:
+                return chunks
+            await asyncio.sleep(0.001)
+        raise AssertionError("fan-out never finished")
+
+    chunks = await asyncio.gather(*(replica(s) for s in schedulers))
+    for engine in engines:
+        await engine.dispose()
+
+    assert sum(chunks) == 41  # 40 full chunks of 500, and the empty one that ends it
+    async with clean_engine.connect() as conn:
+        counts = await status_counts(conn, mailing_id)
+    assert counts == {"pending": 20_000}
+    jobs = await drain_jobs(broker)
+    per_message = Counter(mid for job in jobs for mid in job.message_ids)
+    assert len(per_message) == 20_000
+    assert max(per_message.values()) == 1
+
+
+async def test_outbox_rows_left_by_a_crash_are_relayed(
+    scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
+) -> None:
+    # A scheduler that committed its chunk and died before publishing leaves outbox rows.
+    async with clean_engine.begin() as conn:
+        await add_to_outbox(conn, delivery_jobs(7, list(range(1, 121)), 50))
+
+    assert await scheduler.housekeeping()
+
+    jobs = await drain_jobs(broker)
+    assert sorted(mid for job in jobs for mid in job.message_ids) == list(range(1, 121))
+    async with clean_engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM outbox")) == 0
+
+
+async def test_deferred_messages_are_requeued_when_their_window_opens(
+    scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 4)
+        mailing_id = await insert_mailing(conn)
+        await conn.execute(
+            text(
+                """
+                INSERT INTO message (mailing_id, client_id, status, next_attempt_at)
+                SELECT :m, id, 'deferred',
+                       CASE WHEN id <= 2 THEN now() - interval '1 s' ELSE now() + interval '1 h' END
+                FROM client
+                """
+            ),
+            {"m": mailing_id},
+        )
+        await conn.execute(text("UPDATE mailing SET fanout_done_at = now(), started_at = now()"))
+
+    assert await scheduler.requeue_once() is False  # below the batch size: no hurry
+
+    async with clean_engine.connect() as conn:
+        assert await status_counts(conn, mailing_id) == {"pending": 2, "deferred": 2}
+    jobs = await drain_jobs(broker)
+    assert sorted(m for job in jobs for m in job.message_ids) == [1, 2]
+
+
+async def test_messages_of_a_dead_sender_are_requeued_after_the_lease(
+    scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 2)
+        mailing_id = await insert_mailing(conn)
+        await conn.execute(
+            text(
+                """
+                INSERT INTO message (mailing_id, client_id, status, attempts, lease_until)
+                SELECT :m, id, 'sending', 1,
+                       CASE WHEN id = 1 THEN now() - interval '1 s' ELSE now() + interval '1 h' END
+                FROM client
+                """
+            ),
+            {"m": mailing_id},
+        )
+        await conn.execute(text("UPDATE mailing SET fanout_done_at = now(), started_at = now()"))
+
+    await scheduler.requeue_once()
+
+    async with clean_engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT id, status, attempts FROM message ORDER BY id"))
+        ).all()
+    assert [(r.id, r.status, r.attempts) for r in rows] == [(1, "pending", 1), (2, "sending", 1)]
+    jobs = await drain_jobs(broker)
+    assert [m for job in jobs for m in job.message_ids] == [1]
+
+
+async def test_ended_mailing_expires_idle_messages_and_finishes_when_settled(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    now = utcnow()
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 5)
+        mailing_id = await insert_mailing(
+            conn, starts_at=now - timedelta(hours=1), ends_at=now - timedelta(seconds=1)
+        )
+        await conn.execute(
+            text(
+                """
+                INSERT INTO message (mailing_id, client_id, status, lease_until) VALUES
+                (:m, 1, 'pending', NULL), (:m, 2, 'retrying', NULL), (:m, 3, 'deferred', NULL),
+                (:m, 4, 'sent', NULL), (:m, 5, 'sending', now() + interval '1 h')
+                """
+            ),
+            {"m": mailing_id},
+        )
+
+    await scheduler.housekeeping()
+
+    async with clean_engine.connect() as conn:
+        assert await status_counts(conn, mailing_id) == {"expired": 3, "sent": 1, "sending": 1}
+        finished = await conn.scalar(text("SELECT finished_at FROM mailing"))
+    assert finished is None, "a message is still in a provider call"
+
+    async with clean_engine.begin() as conn:
+        await conn.execute(text("UPDATE message SET status = 'sent' WHERE client_id = 5"))
+    await scheduler.housekeeping()
+    async with clean_engine.connect() as conn:
+        assert await conn.scalar(text("SELECT finished_at IS NOT NULL FROM mailing")) is True

@@ -1,0 +1,1 @@
+"""Test support for Herald: data factories and a launcher of the real processes."""
