@@ -7,13 +7,16 @@ names the field and the reason.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.utils import is_body_allowed_for_status_code
 from herald_common.errors import Conflict, HeraldError, InvalidInput, NotFound
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 log = structlog.get_logger()
 
@@ -49,6 +52,20 @@ async def handle_herald_error(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": error.message, "code": error.code}, status_code=code)
 
 
+async def handle_http_error(_: Request, error: Exception) -> Response:
+    """FastAPI's own errors (401 from auth, 404/405 routing) in the same documented shape."""
+    assert isinstance(error, HTTPException)
+    if not is_body_allowed_for_status_code(error.status_code):
+        return Response(status_code=error.status_code, headers=error.headers)
+    try:
+        code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
+    except ValueError:
+        code = "error"
+    return JSONResponse(
+        {"detail": error.detail, "code": code}, status_code=error.status_code, headers=error.headers
+    )
+
+
 async def handle_unexpected(_: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled_error", error=repr(error))
     return JSONResponse(
@@ -59,4 +76,5 @@ async def handle_unexpected(_: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HeraldError, handle_herald_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -21,14 +22,17 @@ from herald_common.rules.delivery import Action, check_handoff, plan_after_failu
 from herald_common.rules.replies import ReplyJudgement, Verdict
 from herald_common.statuses import MessageStatus
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_sender.claims import Claimed, Settled, claim
-from herald_sender.provider import ProviderClient
+from herald_sender.provider import CallResult, ProviderClient
 from herald_sender.recorder import Outcome, Recorder
 from herald_sender.settings import SenderSettings
+from herald_sender.slots import Slots
 
 log = structlog.get_logger()
+REQUEUE_PAUSE_S = 1.0
 
 _SETTLED_LOG = {
     Action.CANCEL: "message_cancelled",
@@ -56,7 +60,9 @@ class DeliveryWorker:
         self._recorder = recorder
         self._settings = settings
         self._tiers = retry_tiers(settings.retry_base_ms, settings.retry_max_ms)
-        self._slots = asyncio.Semaphore(settings.sender_concurrency)
+        self._slots = Slots(settings.sender_concurrency)
+        # Claim at least this many at once under load: fewer, larger transactions.
+        self._min_claim = max(1, settings.sender_concurrency // 10)
         self._guard = timedelta(milliseconds=settings.send_guard_ms)
         self._lease = timedelta(seconds=settings.lease_s)
         self._jobs: set[asyncio.Task[None]] = set()
@@ -85,6 +91,12 @@ class DeliveryWorker:
             return
         try:
             await self.deliver(job)
+        except (DBAPIError, OSError) as error:
+            # The database is away: not the job's fault. Give it back and slow down a little.
+            log.warning("job_requeued", mailing_id=job.mailing_id, error=repr(error))
+            await asyncio.sleep(REQUEUE_PAUSE_S)
+            await message.nack(requeue=True)
+            return
         except Exception as error:
             # Not a provider problem (those are outcomes): park the job for a human.
             log.exception("job_dead_lettered", mailing_id=job.mailing_id, error=repr(error))
@@ -93,18 +105,38 @@ class DeliveryWorker:
         await message.ack()
 
     async def deliver(self, job: DeliveryJob) -> None:
-        async def claim_all() -> tuple[list[Claimed], list[Settled]]:
-            async with self._engine.begin() as conn:
-                return await claim(
-                    conn,
-                    job.message_ids,
-                    utcnow(),
-                    lease=self._lease,
-                    guard=self._guard,
-                    max_attempts=self._settings.max_attempts,
-                )
+        """Claim the job's messages a slot-full at a time and send each as soon as claimed."""
+        pending = list(job.message_ids)
+        sends: list[asyncio.Task[None]] = []
+        try:
+            while pending:
+                taken = await self._slots.take(len(pending), self._min_claim)
+                batch, pending = pending[:taken], pending[taken:]
+                try:
+                    claimed, settled = await with_retries(partial(self._claim, batch))
+                except BaseException:
+                    await self._slots.give(taken)
+                    raise
+                await self._slots.give(taken - len(claimed))
+                self._log_settled(settled)
+                sends += [asyncio.create_task(self._send_one(msg)) for msg in claimed]
+        finally:
+            # Even if a later claim failed, the calls already started are seen through.
+            if sends:
+                await asyncio.gather(*sends)
 
-        claimed, settled = await with_retries(claim_all)
+    async def _claim(self, message_ids: list[int]) -> tuple[list[Claimed], list[Settled]]:
+        async with self._engine.begin() as conn:
+            return await claim(
+                conn,
+                message_ids,
+                utcnow(),
+                lease=self._lease,
+                guard=self._guard,
+                max_attempts=self._settings.max_attempts,
+            )
+
+    def _log_settled(self, settled: list[Settled]) -> None:
         for item in settled:
             log.info(
                 _SETTLED_LOG.get(item.decision.action, "message_settled"),
@@ -114,29 +146,16 @@ class DeliveryWorker:
                 reason=item.decision.reason,
                 until=item.decision.until.isoformat() if item.decision.until else None,
             )
-        if claimed:
-            await asyncio.gather(*(self._send_one(msg) for msg in claimed))
 
     async def _send_one(self, msg: Claimed) -> None:
+        """Runs holding one slot, taken before the claim; gives it back when done."""
         ids = {"message_id": msg.id, "mailing_id": msg.mailing_id, "client_id": msg.client_id}
-        async with self._slots:
-            # The claim may be a while ago: judge the end and the window at the last moment.
-            gate = check_handoff(msg.ends_at, msg.window, msg.timezone, utcnow(), self._guard)
-            if gate.action != Action.SEND:
-                outcome = Outcome(
-                    msg.id,
-                    msg.attempts,
-                    MessageStatus.EXPIRED
-                    if gate.action == Action.EXPIRE
-                    else MessageStatus.DEFERRED,
-                    msg.attempts - 1,
-                    error=gate.reason,
-                    next_attempt_at=gate.until,
-                )
-                await self._recorder.record(outcome)
-                log.info(_SETTLED_LOG[gate.action], **ids, reason=gate.reason)
-                return
-            result = await self._provider.send(msg.id, msg.phone, msg.text)
+        try:
+            result = await self._call(msg, ids)
+        finally:
+            await self._slots.give()
+        if result is None:
+            return
         log.info(
             "provider_call",
             **ids,
@@ -158,6 +177,26 @@ class DeliveryWorker:
             else None,
             recorded=applied,
         )
+
+    async def _call(self, msg: Claimed, ids: dict[str, int]) -> CallResult | None:
+        # Judge the end and the window once more at the very last moment.
+        gate = check_handoff(msg.ends_at, msg.window, msg.timezone, utcnow(), self._guard)
+        if gate.action != Action.SEND:
+            status = (
+                MessageStatus.EXPIRED if gate.action == Action.EXPIRE else MessageStatus.DEFERRED
+            )
+            outcome = Outcome(
+                msg.id,
+                msg.attempts,
+                status,
+                msg.attempts - 1,
+                error=gate.reason,
+                next_attempt_at=gate.until,
+            )
+            await self._recorder.record(outcome)
+            log.info(_SETTLED_LOG[gate.action], **ids, reason=gate.reason)
+            return None
+        return await self._provider.send(msg.id, msg.phone, msg.text)
 
     def _outcome_of(self, msg: Claimed, judgement: ReplyJudgement) -> Outcome:
         now = utcnow()

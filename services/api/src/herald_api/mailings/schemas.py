@@ -6,7 +6,7 @@ from datetime import datetime, time
 from typing import Annotated, Any, Self
 
 from herald_common.statuses import ALL_STATUSES, MailingState
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from herald_api.validation import (
     MAX_FILTER_ITEMS,
@@ -79,11 +79,14 @@ class MailingCreate(BaseModel):
     filter: MailingFilter = MailingFilter()
     send_window: SendWindow | None = None
 
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> Self:
-        if self.ends_at <= self.starts_at:
+    # A field validator, not a model one, so the 422 names `ends_at` in its `loc`.
+    @field_validator("ends_at")
+    @classmethod
+    def _ends_after_start(cls, ends_at: datetime, info: ValidationInfo) -> datetime:
+        starts_at = info.data.get("starts_at")
+        if starts_at is not None and ends_at <= starts_at:
             raise ValueError("ends_at must be later than starts_at")
-        return self
+        return ends_at
 
 
 class MailingUpdate(BaseModel):
@@ -101,14 +104,13 @@ class MailingUpdate(BaseModel):
     filter: MailingFilter | None = None
     send_window: SendWindow | None = None
 
-    @model_validator(mode="before")
+    # Runs only on fields actually given, and the 422 names the field in its `loc`.
+    @field_validator("starts_at", "ends_at", "text", "filter", mode="before")
     @classmethod
-    def _no_nulls(cls, data: object) -> object:
-        if isinstance(data, dict):
-            for field in ("starts_at", "ends_at", "text", "filter"):
-                if field in data and data[field] is None:
-                    raise ValueError(f"{field} cannot be null; leave it out to keep it")
-        return data
+    def _no_nulls(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep it")
+        return value
 
 
 class MailingRead(BaseModel):

@@ -1,0 +1,5 @@
+"""``python -m herald_api``."""
+
+from herald_api.main import run
+
+run()

@@ -1,0 +1,5 @@
+"""``python -m herald_scheduler``."""
+
+from herald_scheduler.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""Local infrastructure for Herald: PostgreSQL, RabbitMQ, process supervision, `herald-dev`."""

@@ -1,0 +1,132 @@
+"""Deciding, from the environment alone, what `herald-dev run` starts and on which ports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from herald_devstack.errors import DevstackError
+
+# Environment variables of herald-dev itself, with their defaults. The HERALD_* service settings
+# (HERALD_DATABASE_URL, ...) are read by the services; we only fill in the missing ones.
+PORT_DEFAULTS = {
+    "HERALD_DEV_PG_PORT": 5433,
+    "HERALD_DEV_AMQP_PORT": 5673,
+    "HERALD_DEV_RABBITMQ_MANAGEMENT_PORT": 15673,
+    "HERALD_DEV_RABBITMQ_PROMETHEUS_PORT": 15693,
+    "HERALD_DEV_RABBITMQ_DIST_PORT": 25673,
+    "HERALD_DEV_EPMD_PORT": 4370,
+    "HERALD_DEV_SIM_PORT": 8001,
+    "HERALD_API_PORT": 8000,
+}
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    state_dir: Path
+    start_postgres: bool
+    start_rabbitmq: bool
+    start_simulator: bool
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(PORT_DEFAULTS))
+    api_host: str = "127.0.0.1"
+    sender_replicas: int = 2
+
+    def port(self, name: str) -> int:
+        return self.ports[name]
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.state_dir / "postgres"
+
+    @property
+    def rabbitmq_dir(self) -> Path:
+        return self.state_dir / "rabbitmq"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def api_token_path(self) -> Path:
+        return self.state_dir / "api-token"
+
+    @property
+    def simulator_secret_path(self) -> Path:
+        return self.state_dir / "sim-jwt-secret"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "herald-dev.lock"
+
+    @property
+    def process_marker(self) -> str:
+        """Value of MARKER_ENV given to every process we start, to find orphans later."""
+        return str(self.state_dir / "processes")
+
+    @property
+    def api_url(self) -> str:
+        # A wildcard bind address is reachable on loopback; print and probe that.
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port('HERALD_API_PORT')}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('HERALD_DEV_SIM_PORT')}"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One long-running service process: `name` doubles as HERALD_SERVICE_INSTANCE."""
+
+    name: str
+    command: str
+    args: tuple[str, ...] = ()
+    wait_http: str | None = None
+
+
+def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
+    """What to start: only what the environment does not already point at."""
+    state_dir = Path(env.get("HERALD_DEV_STATE_DIR") or cwd / ".herald")
+    if not state_dir.is_absolute():
+        state_dir = cwd / state_dir
+    ports = {
+        name: _int_env(env, name, default, 1, 65535) for name, default in PORT_DEFAULTS.items()
+    }
+    return StackPlan(
+        state_dir=state_dir,
+        start_postgres=not env.get("HERALD_DATABASE_URL"),
+        start_rabbitmq=not env.get("HERALD_AMQP_URL"),
+        start_simulator=not env.get("HERALD_PROVIDER_URL"),
+        ports=ports,
+        api_host=env.get("HERALD_API_HOST") or "127.0.0.1",
+        sender_replicas=_int_env(env, "HERALD_SENDER_REPLICAS", 2, 0, 64),
+    )
+
+
+def plan_services(plan: StackPlan) -> list[ServiceSpec]:
+    """The Herald services in start order (stopped in reverse)."""
+    services = [
+        ServiceSpec("api-1", "herald-api", wait_http=f"{plan.api_url}/healthz"),
+        ServiceSpec("scheduler-1", "herald-scheduler"),
+    ]
+    services += [
+        ServiceSpec(f"sender-{index}", "herald-sender")
+        for index in range(1, plan.sender_replicas + 1)
+    ]
+    return services
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DevstackError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise DevstackError(f"{name} must be between {low} and {high}, got {value}")
+    return value

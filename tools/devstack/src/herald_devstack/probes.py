@@ -1,0 +1,109 @@
+"""Port and HTTP probes: free ports, waiting for listeners and for healthy endpoints."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+LOCALHOST = "127.0.0.1"
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """A port nobody listens on right now (the OS picks it; racy by nature, fine for tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def is_port_free(port: int, host: str = LOCALHOST) -> bool:
+    """True when a server could bind `host:port` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Servers set SO_REUSEADDR, so sockets in TIME_WAIT must not count as "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def port_accepts(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on `host:port`."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(
+    port: int,
+    host: str = LOCALHOST,
+    timeout: float = 30.0,
+    alive: Callable[[], bool] | None = None,
+) -> bool:
+    """Poll until `host:port` accepts connections; False on timeout or once `alive()` is false."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_accepts(port, host):
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def wait_for_ports_free(ports: list[int], host: str = LOCALHOST, timeout: float = 10.0) -> bool:
+    """Poll until every port could be bound again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if all(is_port_free(port, host) for port in ports):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def http_status(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> int | None:
+    """The HTTP status of a GET, or None when nothing answered."""
+    request = urllib.request.Request(url, method="GET")
+    if auth is not None:
+        request.add_header("Authorization", basic_auth_header(*auth))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def wait_http_ok(
+    url: str,
+    timeout: float = 30.0,
+    alive: Callable[[], bool] | None = None,
+    auth: tuple[str, str] | None = None,
+) -> bool:
+    """Poll until GET `url` answers 2xx; False on timeout or when `alive()` turns false."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = http_status(
+            url, timeout=min(2.0, max(0.1, deadline - time.monotonic())), auth=auth
+        )
+        if status is not None and 200 <= status < 300:
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,234 @@
+"""The supervisor behind `herald-dev run` and `herald-dev services`."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import Any
+
+from herald_devstack.banner import render_banner
+from herald_devstack.console import Console
+from herald_devstack.errors import DevstackError
+from herald_devstack.plan import StackPlan, plan_services
+from herald_devstack.postgres import PostgresServer
+from herald_devstack.processes import (
+    MARKER_ENV,
+    ManagedProcess,
+    ProcessGroup,
+    find_marked_processes,
+    stop_pids,
+)
+from herald_devstack.rabbitmq import RabbitMQServer
+from herald_devstack.secrets_store import (
+    find_console_script,
+    load_or_create_secret,
+    make_provider_token,
+)
+
+STOP_TIMEOUT = 10.0
+API_START_TIMEOUT = 60.0
+MIGRATE_TIMEOUT = 300.0
+
+
+class StopRequested(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM; a BaseException so that no `except
+    Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+class SignalGate:
+    """Turns the first SIGINT/SIGTERM into StopRequested; later ones, during the shutdown we
+    are already doing, only get a message."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._raising = True
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def hold(self) -> None:
+        self._raising = False
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            # None means a handler installed outside Python; the default is the safe fallback.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._raising:
+            self._raising = False
+            raise StopRequested(signum)
+        self.console.say("already stopping, please wait")
+
+
+class Runner:
+    """Starts what `plan` asks for, in order, and stops all of it in reverse."""
+
+    def __init__(self, plan: StackPlan, environ: Mapping[str, str], console: Console) -> None:
+        self.plan = plan
+        self.environ = dict(environ)
+        self.console = console
+        self.settings: dict[str, str] = {}
+        self.postgres: PostgresServer | None = None
+        self.rabbitmq: RabbitMQServer | None = None
+        self.simulator: ManagedProcess | None = None
+        self.group = ProcessGroup(
+            log_dir=plan.log_dir, env={MARKER_ENV: plan.process_marker}, on_line=console.line
+        )
+
+    @property
+    def child_env(self) -> dict[str, str]:
+        return {**self.environ, **self.settings}
+
+    def start_infrastructure(self) -> None:
+        """PostgreSQL, RabbitMQ and the simulator, each only when its URL is not given."""
+        plan = self.plan
+        plan.log_dir.mkdir(parents=True, exist_ok=True)
+        orphans = find_marked_processes(plan.process_marker)
+        if orphans:
+            self.console.say(f"stopping processes left by an earlier herald-dev: {orphans}")
+            stop_pids(orphans, timeout=STOP_TIMEOUT)
+        if plan.start_rabbitmq:
+            # RabbitMQ boots slowest: launch it first and wait for it last.
+            self.rabbitmq = RabbitMQServer(
+                plan.rabbitmq_dir,
+                amqp_port=plan.port("HERALD_DEV_AMQP_PORT"),
+                management_port=plan.port("HERALD_DEV_RABBITMQ_MANAGEMENT_PORT"),
+                dist_port=plan.port("HERALD_DEV_RABBITMQ_DIST_PORT"),
+                node_name="herald-dev@localhost",
+                prometheus_port=plan.port("HERALD_DEV_RABBITMQ_PROMETHEUS_PORT"),
+                epmd_port=plan.port("HERALD_DEV_EPMD_PORT"),
+            )
+            self.console.say(f"starting RabbitMQ in {plan.rabbitmq_dir}")
+            self.rabbitmq.launch()
+        if plan.start_postgres:
+            self.postgres = PostgresServer(plan.postgres_dir, plan.port("HERALD_DEV_PG_PORT"))
+            self.console.say(f"starting PostgreSQL in {plan.postgres_dir}")
+            self.postgres.start()
+            self.postgres.create_database("herald", exist_ok=True)
+            self.settings["HERALD_DATABASE_URL"] = self.postgres.url("herald")
+        if plan.start_simulator:
+            self._start_simulator()
+        if self.rabbitmq is not None:
+            self.rabbitmq.wait_ready()
+            self.settings["HERALD_AMQP_URL"] = self.rabbitmq.url("/")
+        if self.simulator is not None:
+            self.simulator.wait_http_ok(f"{plan.simulator_url}/_sim/healthz", timeout=30)
+        if not self.environ.get("HERALD_API_TOKEN"):
+            self.settings["HERALD_API_TOKEN"] = load_or_create_secret(plan.api_token_path)
+
+    def _start_simulator(self) -> None:
+        secret = self.environ.get("HERALD_SIM_JWT_SECRET") or load_or_create_secret(
+            self.plan.simulator_secret_path
+        )
+        port = self.plan.port("HERALD_DEV_SIM_PORT")
+        self.console.say(f"starting the provider simulator on port {port}")
+        self.simulator = self.group.start(
+            "provider-sim",
+            [find_console_script("herald-provider-sim"), "--port", str(port)],
+            env={**self.child_env, "HERALD_SIM_JWT_SECRET": secret},
+        )
+        self.settings["HERALD_PROVIDER_URL"] = f"{self.plan.simulator_url}/v1"
+        if not self.environ.get("HERALD_PROVIDER_TOKEN"):
+            self.settings["HERALD_PROVIDER_TOKEN"] = make_provider_token(secret)
+
+    def migrate(self) -> None:
+        """Run `herald-migrate` to completion."""
+        process = ManagedProcess(
+            "migrate",
+            [find_console_script("herald-migrate")],
+            env={**self.child_env, MARKER_ENV: self.plan.process_marker},
+            log_path=self.plan.log_dir / "migrate.log",
+            on_line=self.console.line,
+        ).start()
+        try:
+            code = process.wait(timeout=MIGRATE_TIMEOUT)
+        except TimeoutError:
+            process.terminate(timeout=5)
+            raise DevstackError(
+                f"herald-migrate did not finish within {MIGRATE_TIMEOUT} s"
+            ) from None
+        if code != 0:
+            raise DevstackError(f"herald-migrate failed with exit code {code}")
+
+    def start_services(self) -> None:
+        """The Herald services; returns once those with a health URL answer."""
+        specs = plan_services(self.plan)
+        for spec in specs:
+            self.group.start(
+                spec.name,
+                [find_console_script(spec.command), *spec.args],
+                env={**self.child_env, "HERALD_SERVICE_INSTANCE": spec.name},
+            )
+        for spec in specs:
+            if spec.wait_http is not None:
+                self.group[spec.name].wait_http_ok(spec.wait_http, timeout=API_START_TIMEOUT)
+
+    def exports(self) -> dict[str, str]:
+        """The HERALD_* settings we chose, for services started by hand."""
+        return dict(self.settings)
+
+    def banner(self) -> str:
+        env = self.child_env
+        return render_banner(
+            api_url=self.plan.api_url,
+            api_token=env.get("HERALD_API_TOKEN", ""),
+            provider_url=env.get("HERALD_PROVIDER_URL", ""),
+            simulator_url=self.plan.simulator_url if self.simulator is not None else None,
+            management_url=self.rabbitmq.management_url if self.rabbitmq is not None else None,
+            log_dir=self.plan.log_dir,
+        )
+
+    def find_failure(self) -> str | None:
+        """A description of the first process that died on its own, if any."""
+        for process in self.group:
+            if not process.is_running():
+                return (
+                    f"{process.name} exited unexpectedly with code {process.returncode} "
+                    f"(log: {process.log_path})"
+                )
+        if self.rabbitmq is not None and not self.rabbitmq.is_running():
+            return f"RabbitMQ exited unexpectedly (logs: {self.rabbitmq.log_dir})"
+        if self.postgres is not None and self.postgres.postmaster_pid() is None:
+            return f"PostgreSQL exited unexpectedly (log: {self.postgres.log_path})"
+        return None
+
+    def supervise(self, poll_interval: float = 0.2) -> int:
+        """Block until something dies (returns 1); a signal interrupts it with StopRequested."""
+        while True:
+            failure = self.find_failure()
+            if failure is not None:
+                self.console.say(f"{failure}; stopping everything")
+                return 1
+            time.sleep(poll_interval)
+
+    def shutdown(self) -> None:
+        """Stop the processes (reverse order, SIGKILL after 10 s), then RabbitMQ and PostgreSQL."""
+        if len(self.group):
+            self.console.say("stopping processes")
+            for name, code in self.group.terminate_all(timeout=STOP_TIMEOUT).items():
+                if code not in (0, -signal.SIGTERM):
+                    self.console.say(f"{name} ended with code {code}")
+        if self.rabbitmq is not None:
+            self.console.say("stopping RabbitMQ")
+            self._quietly(self.rabbitmq.stop)
+            self.rabbitmq = None
+        if self.postgres is not None:
+            self.console.say("stopping PostgreSQL")
+            self._quietly(self.postgres.stop)
+            self.postgres = None
+
+    def _quietly(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception as error:
+            self.console.say(f"error while stopping: {error}")

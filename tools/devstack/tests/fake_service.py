@@ -1,0 +1,71 @@
+"""Stand-ins for Herald's console scripts, so herald-dev's runner can be tested without them.
+
+Usage: fake_service.py NAME [ARGS...]; NAME is the console script it pretends to be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def log(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def serve(port: int, healthz: str, started_event: str) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = 200 if self.path == healthz else 404
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log(started_event, port=port)
+
+
+def main() -> None:
+    name, args = sys.argv[1], sys.argv[2:]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    instance = os.environ.get("HERALD_SERVICE_INSTANCE")
+    if name == "herald-provider-sim":
+        if args[:1] == ["token"]:
+            print(f"token-for-{args[args.index('--secret') + 1]}")
+            return
+        port = int(args[args.index("--port") + 1])
+        assert os.environ["HERALD_SIM_JWT_SECRET"]
+        serve(port, "/_sim/healthz", "provider_sim_started")
+    elif name == "herald-migrate":
+        import psycopg
+
+        with psycopg.connect(os.environ["HERALD_DATABASE_URL"]) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS migrated (id int)")
+        log("migrated")
+        return
+    elif name == "herald-api":
+        serve(int(os.environ.get("HERALD_API_PORT", "8000")), "/healthz", "api_started")
+    else:
+        log("started", instance=instance, amqp=os.environ["HERALD_AMQP_URL"])
+        crash_after = os.environ.get("FAKE_CRASH_INSTANCE") == instance
+        if crash_after:
+            time.sleep(0.5)
+            log("crashing", instance=instance)
+            sys.exit(3)
+    while not stop.wait(0.1):
+        pass
+    log("stopped", instance=instance)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+from herald_devstack.errors import DevstackError
+from herald_devstack.plan import plan_services, plan_stack
+
+CWD = Path("/repo")
+
+
+def test_empty_environment_starts_everything_on_default_ports() -> None:
+    plan = plan_stack({}, CWD)
+
+    assert (plan.start_postgres, plan.start_rabbitmq, plan.start_simulator) == (True, True, True)
+    assert plan.state_dir == CWD / ".herald"
+    assert plan.port("HERALD_DEV_PG_PORT") == 5433
+    assert plan.port("HERALD_DEV_AMQP_PORT") == 5673
+    assert plan.port("HERALD_DEV_RABBITMQ_MANAGEMENT_PORT") == 15673
+    assert plan.port("HERALD_DEV_RABBITMQ_PROMETHEUS_PORT") == 15693
+    assert plan.api_url == "http://127.0.0.1:8000"
+    assert plan.simulator_url == "http://127.0.0.1:8001"
+
+
+@pytest.mark.parametrize(
+    ("variable", "flag"),
+    [
+        ("HERALD_DATABASE_URL", "start_postgres"),
+        ("HERALD_AMQP_URL", "start_rabbitmq"),
+        ("HERALD_PROVIDER_URL", "start_simulator"),
+    ],
+)
+def test_a_given_url_means_that_server_is_not_started(variable: str, flag: str) -> None:
+    plan = plan_stack({variable: "scheme://elsewhere"}, CWD)
+
+    flags = {"start_postgres", "start_rabbitmq", "start_simulator"}
+    assert getattr(plan, flag) is False
+    assert all(getattr(plan, other) for other in flags - {flag})
+
+
+def test_overrides() -> None:
+    plan = plan_stack(
+        {
+            "HERALD_DEV_STATE_DIR": "state",
+            "HERALD_DEV_PG_PORT": "6000",
+            "HERALD_API_HOST": "0.0.0.0",
+            "HERALD_API_PORT": "9000",
+            "HERALD_SENDER_REPLICAS": "3",
+        },
+        CWD,
+    )
+
+    assert plan.state_dir == CWD / "state"
+    assert plan.port("HERALD_DEV_PG_PORT") == 6000
+    assert plan.api_url == "http://127.0.0.1:9000"
+    assert [s.name for s in plan_services(plan)] == [
+        "api-1",
+        "scheduler-1",
+        "sender-1",
+        "sender-2",
+        "sender-3",
+    ]
+    assert plan_services(plan)[0].wait_http == "http://127.0.0.1:9000/healthz"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "70000"])
+def test_bad_port_is_refused_with_its_name(value: str) -> None:
+    with pytest.raises(DevstackError, match="HERALD_DEV_AMQP_PORT"):
+        plan_stack({"HERALD_DEV_AMQP_PORT": value}, CWD)

@@ -1,0 +1,199 @@
+import io
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from herald_devstack.cli import main
+from herald_devstack.console import Console
+from herald_devstack.errors import DevstackError
+from herald_devstack.plan import plan_stack
+from herald_devstack.probes import free_port, is_port_free
+from herald_devstack.processes import MARKER_ENV, ProcessGroup, pid_alive
+from herald_devstack.runner import Runner
+from herald_devstack.secrets_store import load_or_create_secret
+from herald_devstack.state import StateLock
+
+FAKE = Path(__file__).with_name("fake_service.py")
+SCRIPTS = (
+    "herald-provider-sim",
+    "herald-migrate",
+    "herald-api",
+    "herald-scheduler",
+    "herald-sender",
+)
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stand-ins for the Herald console scripts, found first through HERALD_DEV_BIN_DIR."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in SCRIPTS:
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} {name} "$@"\n')
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("HERALD_DEV_BIN_DIR", str(bin_dir))
+    return bin_dir
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # PostgreSQL runs as `postgres` under it, so it must be traversable (unlike tmp_path).
+    path = Path(tempfile.mkdtemp(prefix="herald-run-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        "HERALD_DEV_STATE_DIR": str(state_dir),
+        "HERALD_DEV_PG_PORT": str(free_port()),
+        "HERALD_DEV_SIM_PORT": str(free_port()),
+        "HERALD_API_PORT": str(free_port()),
+        **extra,
+    }
+
+
+def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
+    fake_bin: Path, state_dir: Path, fresh_vhost: str, tmp_path: Path
+) -> None:
+    env = stack_env(state_dir, HERALD_AMQP_URL=fresh_vhost, FAKE_CRASH_INSTANCE="sender-2")
+    plan = plan_stack(env, tmp_path)
+    out = io.StringIO()
+    runner = Runner(plan, {**os.environ, **env}, Console(out, color=False))
+    try:
+        runner.start_infrastructure()
+        runner.migrate()
+        runner.start_services()
+
+        settings = runner.exports()
+        assert settings.keys() == {
+            "HERALD_DATABASE_URL",
+            "HERALD_PROVIDER_URL",
+            "HERALD_PROVIDER_TOKEN",
+            "HERALD_API_TOKEN",
+        }
+        with psycopg.connect(settings["HERALD_DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT to_regclass('migrated')::text").fetchone() == ("migrated",)
+        assert settings["HERALD_PROVIDER_URL"] == f"{plan.simulator_url}/v1"
+        assert settings["HERALD_API_TOKEN"] == load_or_create_secret(plan.api_token_path)
+        assert [p.name for p in runner.group] == [
+            "provider-sim",
+            "api-1",
+            "scheduler-1",
+            "sender-1",
+            "sender-2",
+        ]
+        banner = runner.banner()
+        assert settings["HERALD_API_TOKEN"] in banner
+        assert f"{plan.api_url}/docs/" in banner
+
+        assert runner.supervise(poll_interval=0.05) == 1
+    finally:
+        runner.shutdown()
+
+    output = out.getvalue()
+    assert "sender-2 exited unexpectedly with code 3" in output
+    assert '"instance": "sender-1"' in output
+    assert all(not p.is_running() for p in runner.group)
+    assert (plan.log_dir / "sender-1.log").exists()
+    assert is_port_free(plan.port("HERALD_DEV_PG_PORT"))
+
+
+def herald_dev() -> str:
+    return str(Path(sys.executable).with_name("herald-dev"))
+
+
+def test_herald_dev_run_serves_until_sigterm(
+    fake_bin: Path,
+    state_dir: Path,
+    fresh_database: str,
+    fresh_vhost: str,
+    process_group: ProcessGroup,
+) -> None:
+    env = stack_env(state_dir, HERALD_DATABASE_URL=fresh_database, HERALD_AMQP_URL=fresh_vhost)
+    run = process_group.start("herald-dev", [herald_dev(), "run"], env=env)
+
+    run.wait_for_line("Herald is running.", timeout=60)
+    run.wait_http_ok(f"http://127.0.0.1:{env['HERALD_API_PORT']}/healthz", timeout=5)
+    token = (state_dir / "api-token").read_text().strip()
+    assert any(token in line for line in run.lines)
+
+    assert run.terminate(timeout=20) == 0
+    output = run.output()
+    assert "SIGTERM received, stopping" in output
+    assert output.count('"event": "stopped"') == 5  # every service and the simulator
+    assert "herald-dev   | stopped" in output
+
+
+def test_herald_dev_run_exits_1_when_a_service_crashes(
+    fake_bin: Path,
+    state_dir: Path,
+    fresh_database: str,
+    fresh_vhost: str,
+    process_group: ProcessGroup,
+) -> None:
+    env = stack_env(
+        state_dir,
+        HERALD_DATABASE_URL=fresh_database,
+        HERALD_AMQP_URL=fresh_vhost,
+        HERALD_PROVIDER_URL="http://127.0.0.1:9/v1",
+        HERALD_SENDER_REPLICAS="1",
+        FAKE_CRASH_INSTANCE="scheduler-1",
+    )
+    run = process_group.start("herald-dev", [herald_dev(), "run"], env=env)
+
+    assert run.wait(timeout=60) == 1
+    assert "scheduler-1 exited unexpectedly with code 3" in run.output()
+    assert "provider-sim" not in run.output()
+
+
+def test_clean_stops_orphans_and_removes_the_state(
+    state_dir: Path, process_group: ProcessGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_DEV_STATE_DIR", str(state_dir))
+    (state_dir / "api-token").write_text("x")
+    orphan = process_group.start(
+        "orphan",
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        env={MARKER_ENV: str(state_dir / "processes")},
+    )
+    orphan.wait_for_line("up")
+
+    assert main(["clean"]) == 0
+
+    assert not state_dir.exists()
+    orphan.wait(timeout=5)
+    assert not pid_alive(orphan.pid)
+
+
+def test_clean_refuses_while_herald_dev_runs(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_DEV_STATE_DIR", str(state_dir))
+    with StateLock(state_dir / "herald-dev.lock"):
+        assert main(["clean"]) == 1
+    assert state_dir.exists()
+
+
+def test_state_lock_is_exclusive(tmp_path: Path) -> None:
+    with StateLock(tmp_path / "lock"), pytest.raises(DevstackError, match=str(os.getpid())):
+        StateLock(tmp_path / "lock").acquire()
+    StateLock(tmp_path / "lock").acquire()
+
+
+def test_generated_secret_is_stable_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "api-token"
+
+    first = load_or_create_secret(path)
+
+    assert len(first) >= 32
+    assert load_or_create_secret(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
