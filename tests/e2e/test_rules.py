@@ -56,13 +56,14 @@ def test_mailing_starting_now_reaches_each_matching_client_once(stack: HeraldSta
     by_id = {m["id"]: m for m in messages}
     received = requests_for(stack, set(by_id))
     assert Counter(r["id"] for r in received) == Counter(set(by_id))  # each exactly once
-    clients = {c: p for c, p in zip(matching, phones(901, 300), strict=True)}
+    clients = dict(zip(matching, phones(901, 300), strict=True))
     for request in received:
         assert request["text"] == "Rule one"
         assert request["phone"] == int(clients[by_id[request["id"]]["client_id"]])
     overall = stack.api.get("/mailings/stats").json()
     row = next(m for m in overall["mailings"] if m["id"] == mailing["id"])
-    assert row["by_status"]["sent"] == 300 and row["total"] == 300
+    assert row["by_status"]["sent"] == 300
+    assert row["total"] == 300
 
 
 def test_mailing_with_a_future_start_starts_by_itself(stack: HeraldStack) -> None:
@@ -110,7 +111,8 @@ def test_send_window_holds_back_clients_outside_it(stack: HeraldStack) -> None:
     # The window opens for them at `start` in UTC+12, i.e. 12 hours before `start` in UTC.
     for message in deferred:
         opens = datetime.fromisoformat(message["next_attempt_at"])
-        assert opens > now and (opens + timedelta(hours=12)).strftime("%H:%M") == start
+        assert opens > now
+        assert (opens + timedelta(hours=12)).strftime("%H:%M") == start
     assert len(stack.sim_requests()) == 10
 
 
@@ -125,9 +127,11 @@ def test_provider_failing_30_percent_still_delivers_everything(stack: HeraldStac
     assert stats["by_status"]["sent"] == 300
     sim = stack.sim_stats()
     assert sim["by_outcome"]["error"] > 30, "the fault must really have been exercised"
-    assert sim["distinct_accepted"] == 300 and sim["duplicates_accepted_count"] == 0
+    assert sim["distinct_accepted"] == 300
+    assert sim["duplicates_accepted_count"] == 0
     retried = [m for m in stack.all_messages(mailing["id"]) if m["attempts"] > 1]
-    assert retried and all(m["last_error"] is None or "HTTP 5" in m["last_error"] for m in retried)
+    assert retried
+    assert all(m["last_error"] is None or "HTTP 5" in m["last_error"] for m in retried)
 
 
 def test_end_passing_during_an_outage_expires_the_rest(stack: HeraldStack) -> None:
@@ -184,7 +188,8 @@ def test_changing_a_started_mailing(slow_stack: HeraldStack) -> None:
     stack.faults(latency_ms=200)
     mailing = create_mailing(stack, text="old text", filter={"tags": ["r7b"]})
     refused = stack.api.patch(f"/mailings/{mailing['id']}", json={"filter": {"tags": ["x"]}})
-    assert refused.status_code == 409 and refused.json()["code"] == "mailing_started"
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "mailing_started"
     changed = stack.api.patch(f"/mailings/{mailing['id']}", json={"text": "new text"})
     assert changed.status_code == 200
     changed_at = datetime.now(UTC)

@@ -218,4 +218,21 @@ def db_status_counts(stack: HeraldStack, mailing_id: int) -> dict[str, int]:
             "SELECT status, count(*) FROM message WHERE mailing_id = %s GROUP BY status",
             (mailing_id,),
         ).fetchall()
-    return {status: count for status, count in rows}
+    return dict(rows)
+
+
+def bulk_clients(
+    stack: HeraldStack, first_phone: int, count: int, tag: str, timezone: str = "UTC"
+) -> None:
+    """Many clients straight into the database, for volume tests of the pipeline."""
+    import psycopg
+
+    with psycopg.connect(stack.database_url) as conn:
+        conn.execute(
+            """
+            INSERT INTO client (phone, operator_code, tag, timezone)
+            SELECT p::text, substr(p::text, 2, 3), %(tag)s, %(tz)s
+            FROM generate_series(%(first)s::bigint, %(first)s::bigint + %(count)s - 1) AS p
+            """,
+            {"first": first_phone, "count": count, "tag": tag, "tz": timezone},
+        )
