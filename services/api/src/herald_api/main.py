@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import Depends, FastAPI
+from fastapi.responses import Response
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.rules.backoff import retry_tiers
 from herald_common.settings import RetrySettings
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from herald_api import health
@@ -65,7 +66,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     secured = [Depends(require_token)]
     app.include_router(clients_router, prefix="/api/v1", dependencies=secured)
     app.include_router(mailings_router, prefix="/api/v1", dependencies=secured)
-    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 

@@ -1,0 +1,45 @@
+# Herald: `make run` starts the whole system locally, `make test` proves it. See README.md.
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+PYTEST_ARGS ?=
+
+.PHONY: help install run services test test-unit test-e2e lint format clean
+
+help:
+	@echo "make run     - the whole system in the foreground (API on http://127.0.0.1:8000)"
+	@echo "make test    - every test except the slow soak/benchmark runs"
+	@echo "make lint    - ruff (lint + format check) and mypy --strict"
+	@echo "make format  - apply ruff's formatting and safe fixes"
+	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
+	@echo "make clean   - delete local state (./.herald)"
+
+install:
+	$(UV) sync --frozen
+
+run: install
+	$(UV) run --frozen herald-dev run
+
+services: install
+	$(UV) run --frozen herald-dev services
+
+test: install
+	$(UV) run --frozen pytest -m "not slow" $(PYTEST_ARGS)
+
+test-unit: install
+	$(UV) run --frozen pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+
+test-e2e: install
+	$(UV) run --frozen pytest -m "e2e and not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/common/src services/api/src services/scheduler/src \
+		services/sender/src services/provider_sim/src tools/devstack/src tools/testing/src
+
+format: install
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+clean:
+	$(UV) run --frozen herald-dev clean

@@ -1,0 +1,123 @@
+"""API test fixtures: the real app on a real PostgreSQL (tables emptied per test) and a fresh vhost.
+
+The API commits for real, so isolation comes from truncating the tables before each test, not
+from a rolled-back transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from herald_api.main import create_app
+from herald_api.settings import ApiSettings
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+TOKEN = "test-token"
+BROKER_WAIT_S = 10.0
+
+
+async def wait_until_connected(app: FastAPI, timeout_s: float = BROKER_WAIT_S) -> None:
+    # The publisher exposes a flag, not an event, so poll it, within a bound.
+    async with asyncio.timeout(timeout_s):
+        while not app.state.events.connected:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def app(
+    clean_engine: AsyncEngine, migrated_db_url: str, amqp_url: str
+) -> AsyncIterator[FastAPI]:
+    settings = ApiSettings(
+        database_url=migrated_db_url,
+        amqp_url=amqp_url,
+        api_token=SecretStr(TOKEN),
+        db_pool_size=2,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        await wait_until_connected(app)
+        yield app
+
+
+@pytest.fixture
+async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that carries the API token."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without any Authorization header."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://test"
+    ) as client:
+        yield client
+
+
+async def insert_message(
+    conn: AsyncConnection,
+    mailing_id: int,
+    client_id: int,
+    status: str,
+    *,
+    sent_at: datetime | None = None,
+    next_attempt_at: datetime | None = None,
+) -> int:
+    message_id = await conn.scalar(
+        text(
+            """
+            INSERT INTO message (mailing_id, client_id, status, sent_at, next_attempt_at)
+            VALUES (:m, :c, :s, :sent_at, :next_at)
+            RETURNING id
+            """
+        ),
+        {
+            "m": mailing_id,
+            "c": client_id,
+            "s": status,
+            "sent_at": sent_at,
+            "next_at": next_attempt_at,
+        },
+    )
+    assert message_id is not None
+    return int(message_id)
+
+
+async def insert_messages(
+    conn: AsyncConnection, mailing_id: int, client_ids: Sequence[int], statuses: Sequence[str]
+) -> list[int]:
+    """One message per client, with the statuses given in the same order."""
+    assert len(client_ids) == len(statuses)
+    return [
+        await insert_message(conn, mailing_id, c, s)
+        for c, s in zip(client_ids, statuses, strict=True)
+    ]
+
+
+async def count_rows(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(text(f"SELECT count(*) FROM {table}"))
+    assert count is not None
+    return int(count)
+
+
+def assert_invalid(response: httpx.Response, *loc_suffix: Any, case: str = "") -> None:
+    """A 422 whose first error's location ends with ``loc_suffix`` and that gives a reason."""
+    assert response.status_code == 422, f"{case}: {response.status_code} {response.text}"
+    error = response.json()["detail"][0]
+    assert tuple(error["loc"][-len(loc_suffix) :]) == loc_suffix, f"{case}: {error}"
+    assert isinstance(error["msg"], str), f"{case}: {error}"
+    assert error["msg"], f"{case}: {error}"

@@ -1,0 +1,50 @@
+"""Liveness and readiness as a load balancer or kubelet sees them."""
+
+from __future__ import annotations
+
+import httpx
+from herald_api.main import create_app
+from herald_api.settings import ApiSettings
+from pydantic import SecretStr
+
+
+async def test_healthz_answers_ok(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_ready_when_database_and_broker_answer(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    response = await anonymous.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "broker": "ok"},
+    }
+
+
+async def test_readyz_is_503_while_the_broker_is_unreachable(migrated_db_url: str) -> None:
+    # Port 9 (discard) has no AMQP server: the publisher keeps retrying in the background.
+    settings = ApiSettings(
+        database_url=migrated_db_url,
+        amqp_url="amqp://guest:guest@127.0.0.1:9/",
+        api_token=SecretStr("t"),
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client,
+    ):
+        response = await client.get("/readyz")
+        healthz = await client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "not ready",
+        "checks": {"database": "ok", "broker": "unavailable"},
+    }
+    assert healthz.status_code == 200
