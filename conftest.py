@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from herald_common.db import create_engine
 from herald_common.migrate import upgrade
-from herald_devstack.admin import BrokerAdmin, DatabaseAdmin
+from herald_devstack.admin import DatabaseAdmin
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,11 +45,6 @@ async def clean_engine(engine: AsyncEngine) -> AsyncEngine:
 
 
 @pytest.fixture
-def amqp_url(rabbitmq_server: BrokerAdmin) -> Iterator[str]:
-    """A fresh vhost per test, so queues never leak between tests."""
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    rabbitmq_server.create_vhost(name)
-    try:
-        yield rabbitmq_server.url(name)
-    finally:
-        rabbitmq_server.delete_vhost(name)
+def amqp_url(fresh_vhost: str) -> str:
+    """A fresh vhost per test (the devstack plugin's), so queues never leak between tests."""
+    return fresh_vhost

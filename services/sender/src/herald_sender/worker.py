@@ -148,12 +148,17 @@ class DeliveryWorker:
             )
 
     async def _send_one(self, msg: Claimed) -> None:
-        """Runs holding one slot, taken before the claim; gives it back when done."""
-        ids = {"message_id": msg.id, "mailing_id": msg.mailing_id, "client_id": msg.client_id}
+        """Runs holding one slot, taken before the claim and given back once the outcome is
+        committed: a slot covers everything a crash could leave unrecorded, so the provider
+        sees a message twice at most once per slot of a killed sender."""
         try:
-            result = await self._call(msg, ids)
+            await self._deliver_one(msg)
         finally:
             await self._slots.give()
+
+    async def _deliver_one(self, msg: Claimed) -> None:
+        ids = {"message_id": msg.id, "mailing_id": msg.mailing_id, "client_id": msg.client_id}
+        result = await self._call(msg, ids)
         if result is None:
             return
         log.info(

@@ -125,6 +125,14 @@ class Runner:
             self.simulator.wait_http_ok(f"{plan.simulator_url}/_sim/healthz", timeout=30)
         if not self.environ.get("HERALD_API_TOKEN"):
             self.settings["HERALD_API_TOKEN"] = load_or_create_secret(plan.api_token_path)
+        if self.simulator is None and not self.environ.get("HERALD_PROVIDER_TOKEN"):
+            # An outside provider without a token: run anyway, so a provider that checks its
+            # token answers 401 and the logs say why, rather than no sender starting at all.
+            self.console.say(
+                "HERALD_PROVIDER_URL is set but HERALD_PROVIDER_TOKEN is not: "
+                "sending a development token the provider will probably refuse"
+            )
+            self.settings["HERALD_PROVIDER_TOKEN"] = make_provider_token("herald-dev-secret")
 
     def _start_simulator(self) -> None:
         secret = self.environ.get("HERALD_SIM_JWT_SECRET") or load_or_create_secret(
