@@ -56,7 +56,8 @@ def main() -> None:
     elif name == "herald-api":
         serve(int(os.environ.get("HERALD_API_PORT", "8000")), "/healthz", "api_started")
     else:
-        log("started", instance=instance, amqp=os.environ["HERALD_AMQP_URL"])
+        role = name.removeprefix("herald-")
+        log(f"{role}_started", instance=instance, amqp=os.environ["HERALD_AMQP_URL"])
         crash_after = os.environ.get("FAKE_CRASH_INSTANCE") == instance
         if crash_after:
             time.sleep(0.5)

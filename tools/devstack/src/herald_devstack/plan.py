@@ -85,6 +85,8 @@ class ServiceSpec:
     command: str
     args: tuple[str, ...] = ()
     wait_http: str | None = None
+    # A log line the service prints once it is ready (it has its signal handlers by then).
+    wait_line: str | None = None
 
 
 def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
@@ -110,10 +112,10 @@ def plan_services(plan: StackPlan) -> list[ServiceSpec]:
     """The Herald services in start order (stopped in reverse)."""
     services = [
         ServiceSpec("api-1", "herald-api", wait_http=f"{plan.api_url}/healthz"),
-        ServiceSpec("scheduler-1", "herald-scheduler"),
+        ServiceSpec("scheduler-1", "herald-scheduler", wait_line="scheduler_started"),
     ]
     services += [
-        ServiceSpec(f"sender-{index}", "herald-sender")
+        ServiceSpec(f"sender-{index}", "herald-sender", wait_line="sender_started")
         for index in range(1, plan.sender_replicas + 1)
     ]
     return services

@@ -169,7 +169,7 @@ class Runner:
             raise DevstackError(f"herald-migrate failed with exit code {code}")
 
     def start_services(self) -> None:
-        """The Herald services; returns once those with a health URL answer."""
+        """The Herald services; returns once each answers its health URL or says it started."""
         specs = plan_services(self.plan)
         for spec in specs:
             self.group.start(
@@ -180,6 +180,8 @@ class Runner:
         for spec in specs:
             if spec.wait_http is not None:
                 self.group[spec.name].wait_http_ok(spec.wait_http, timeout=API_START_TIMEOUT)
+            if spec.wait_line is not None:
+                self.group[spec.name].wait_for_line(spec.wait_line, timeout=API_START_TIMEOUT)
 
     def exports(self) -> dict[str, str]:
         """The HERALD_* settings we chose, for services started by hand."""
