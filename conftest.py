@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytest_plugins = ["herald_devstack.pytest_plugin"]
 
-TABLES = "outbox, message, mailing, client"
+TABLES = "mailing_progress, mailing_message_count, outbox, message, mailing, client"
 
 
 @pytest.fixture(scope="session")

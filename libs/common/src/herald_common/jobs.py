@@ -21,7 +21,7 @@ def delivery_jobs(mailing_id: int, message_ids: Sequence[int], job_size: int) ->
             JOBS_EXCHANGE,
             DELIVER_ROUTING_KEY,
             DeliveryJob(mailing_id=mailing_id, message_ids=list(chunk)).encode(),
-            {"x-mailing-id": mailing_id, "x-messages": len(chunk)},
+            {"x-mailing-id": mailing_id, "x-message-ids": list(chunk)},
         )
         for chunk in chunked(message_ids, job_size)
     ]

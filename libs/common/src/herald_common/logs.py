@@ -1,4 +1,9 @@
-"""structlog set-up: one JSON object per line on stdout, with the service and replica names."""
+"""structlog set-up: one JSON object per line on stdout, with the service and replica names.
+
+Lines about a mailing carry ``mailing_id``, about a message ``message_id``, ``mailing_id`` and
+``client_id``, about a client ``client_id``; API lines carry ``request_id``. Secrets never
+reach a line: known secret keys are redacted, and no code logs headers or settings.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,22 @@ import socket
 import sys
 from typing import Any
 
+import orjson
 import structlog
 
-SECRET_KEYS = frozenset({"authorization", "token", "api_token", "provider_token", "password"})
+SECRET_KEYS = frozenset(
+    {"authorization", "token", "api_token", "provider_token", "password", "secret"}
+)
 
 
 def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for key in SECRET_KEYS.intersection(event):
         event[key] = "[redacted]"
     return event
+
+
+def _dumps(value: Any, **_: Any) -> bytes:
+    return orjson.dumps(value, default=str)
 
 
 def configure_logging(service: str, instance: str = "", level: str = "INFO") -> None:
@@ -30,10 +42,10 @@ def configure_logging(service: str, instance: str = "", level: str = "INFO") -> 
         processors=[
             *shared,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()

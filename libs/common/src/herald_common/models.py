@@ -141,3 +141,23 @@ class Outbox(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     expiration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class MailingMessageCount(Base):
+    """Messages of a mailing per status; maintained by triggers on ``message`` (migration 0002)."""
+
+    __tablename__ = "mailing_message_count"
+
+    mailing_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("mailing.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class MailingProgress(Base):
+    """How many messages of a running mailing were settled at a moment; rates come from these."""
+
+    __tablename__ = "mailing_progress"
+
+    mailing_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("mailing.id"), primary_key=True)
+    sampled_at: Mapped[datetime] = mapped_column(TZ, primary_key=True)
+    done: Mapped[int] = mapped_column(BigInteger)

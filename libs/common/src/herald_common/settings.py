@@ -28,6 +28,12 @@ class HeraldSettings(BaseSettings):
         default="", description="Name of this replica in logs (defaults to the host name)."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Where workers serve /metrics (0.0.0.0 in a cluster)."
+    )
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Workers' /metrics port; 0 turns it off."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,8 @@ from herald_common.broker import Outgoing, Publisher, connect
 from herald_common.contracts import MailingEvent, MailingEventKind
 from herald_common.topology import EVENTS_EXCHANGE, declare_topology, mailing_event_routing_key
 
+from herald_api import metrics
+
 log = structlog.get_logger()
 PUBLISH_TIMEOUT_S = 2.0
 
@@ -53,7 +55,12 @@ class EventPublisher:
                 delay = min(delay * 2, 10)
 
     def publish(
-        self, kind: MailingEventKind, mailing_id: int, starts_at: datetime, ends_at: datetime
+        self,
+        kind: MailingEventKind,
+        mailing_id: int,
+        starts_at: datetime,
+        ends_at: datetime,
+        request_id: str | None = None,
     ) -> None:
         event = MailingEvent(
             kind=kind,
@@ -62,25 +69,30 @@ class EventPublisher:
             ends_at=ends_at,
             occurred_at=datetime.now(UTC),
         )
-        task = asyncio.create_task(self._publish(event))
+        task = asyncio.create_task(self._publish(event, request_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, event: MailingEvent) -> None:
+    async def _publish(self, event: MailingEvent, request_id: str | None) -> None:
+        ids = {"mailing_id": event.mailing_id, "request_id": request_id, "kind": event.kind}
         if self._publisher is None:
-            log.info("mailing_event_skipped", mailing_id=event.mailing_id, reason="no broker")
+            metrics.EVENTS.labels("skipped").inc()
+            log.info("mailing_event_skipped", **ids, reason="no broker")
             return
+        headers: dict[str, object] = {"x-mailing-id": event.mailing_id}
+        if request_id:
+            headers["x-request-id"] = request_id
         item = Outgoing(
-            EVENTS_EXCHANGE,
-            mailing_event_routing_key(event.kind),
-            event.encode(),
-            {"x-mailing-id": event.mailing_id},
+            EVENTS_EXCHANGE, mailing_event_routing_key(event.kind), event.encode(), headers
         )
         try:
             await asyncio.wait_for(self._publisher.publish(item), PUBLISH_TIMEOUT_S)
-            log.info("mailing_event_published", mailing_id=event.mailing_id, kind=event.kind)
         except Exception as error:
-            log.warning("mailing_event_lost", mailing_id=event.mailing_id, error=str(error))
+            metrics.EVENTS.labels("failed").inc()
+            log.warning("mailing_event_lost", **ids, error=str(error))
+            return
+        metrics.EVENTS.labels("published").inc()
+        log.info("mailing_event_published", **ids)
 
     async def close(self) -> None:
         if self._connector is not None:

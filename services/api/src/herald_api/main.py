@@ -21,6 +21,7 @@ from herald_api.deps import require_token
 from herald_api.errors import install_error_handlers
 from herald_api.events import EventPublisher
 from herald_api.mailings.router import router as mailings_router
+from herald_api.observability import RequestObservability
 from herald_api.settings import ApiSettings
 
 DESCRIPTION = """
@@ -62,6 +63,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestObservability)
     app.include_router(health.router)
     secured = [Depends(require_token)]
     app.include_router(clients_router, prefix="/api/v1", dependencies=secured)

@@ -10,6 +10,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from herald_common.broker import Publisher, connect
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
+from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import SCHEDULER_EVENTS_QUEUE, declare_topology
 
@@ -29,7 +30,12 @@ async def serve(settings: SchedulerSettings) -> None:
 
     async def on_event(message: AbstractIncomingMessage) -> None:
         async with message.process():
-            log.debug("mailing_event_received", mailing_id=message.headers.get("x-mailing-id"))
+            log.info(
+                "mailing_event_received",
+                mailing_id=message.headers.get("x-mailing-id"),
+                request_id=message.headers.get("x-request-id"),
+                routing_key=message.routing_key,
+            )
             scheduler.wake()
 
     await channel.set_qos(prefetch_count=50)
@@ -49,4 +55,5 @@ async def serve(settings: SchedulerSettings) -> None:
 def run() -> None:
     settings = SchedulerSettings()
     configure_logging("scheduler", settings.service_instance, settings.log_level)
+    serve_metrics(settings.metrics_host, settings.metrics_port)
     asyncio.run(serve(settings))

@@ -7,6 +7,7 @@ crash resumes from ``fanout_cursor`` and ``ON CONFLICT DO NOTHING`` absorbs any 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from herald_common.statuses import MessageStatus
 from sqlalchemy import text
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 @dataclass(frozen=True, slots=True)
 class DueMailing:
     id: int
+    starts_at: datetime
     fanout_cursor: int
     operator_codes: list[str]
     tags: list[str]
@@ -34,7 +36,7 @@ async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
         await conn.execute(
             text(
                 """
-                SELECT id, fanout_cursor, filter_operator_codes, filter_tags, started_at
+                SELECT id, starts_at, fanout_cursor, filter_operator_codes, filter_tags, started_at
                 FROM mailing
                 WHERE deleted_at IS NULL AND fanout_done_at IS NULL
                   AND starts_at <= now() AND ends_at > now()
@@ -47,7 +49,7 @@ async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
     ).first()
     if row is None:
         return None
-    return DueMailing(row[0], row[1], list(row[2]), list(row[3]), row[4] is not None)
+    return DueMailing(row[0], row[1], row[2], list(row[3]), list(row[4]), row[5] is not None)
 
 
 async def fan_out_chunk(conn: AsyncConnection, mailing: DueMailing, size: int) -> FanOutChunk:
@@ -192,9 +194,9 @@ async def finish_settled(conn: AsyncConnection) -> list[int]:
               AND (ml.ends_at <= now() OR ml.deleted_at IS NOT NULL
                    OR ml.fanout_done_at IS NOT NULL)
               AND NOT EXISTS (
-                  SELECT 1 FROM message m
-                  WHERE m.mailing_id = ml.id
-                    AND m.status IN (:pending, :sending, :retrying, :deferred)
+                  SELECT 1 FROM mailing_message_count c
+                  WHERE c.mailing_id = ml.id AND c.count > 0
+                    AND c.status IN (:pending, :sending, :retrying, :deferred)
               )
             RETURNING ml.id
             """
@@ -207,6 +209,73 @@ async def finish_settled(conn: AsyncConnection) -> list[int]:
         },
     )
     return [r[0] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """What the scheduler's gauges show."""
+
+    mailings: dict[str, int]
+    overdue: int
+    active_messages: dict[str, int]
+    outbox: int
+
+
+async def overview(conn: AsyncConnection) -> Overview:
+    mailings = (
+        await conn.execute(
+            text(
+                """
+                SELECT
+                  count(*) FILTER (WHERE finished_at IS NULL AND starts_at > now()),
+                  count(*) FILTER (WHERE finished_at IS NULL AND starts_at <= now()
+                                   AND ends_at > now()),
+                  count(*) FILTER (WHERE finished_at IS NOT NULL OR ends_at <= now()),
+                  count(*) FILTER (WHERE started_at IS NULL AND ends_at > now()
+                                   AND starts_at <= now() - interval '1 minute')
+                FROM mailing WHERE deleted_at IS NULL
+                """
+            )
+        )
+    ).one()
+    active = await conn.execute(
+        text(
+            """
+            SELECT c.status, sum(c.count) FROM mailing_message_count c
+            JOIN mailing ml ON ml.id = c.mailing_id
+            WHERE ml.finished_at IS NULL
+            GROUP BY c.status
+            """
+        )
+    )
+    outbox = await conn.scalar(text("SELECT count(*) FROM outbox"))
+    return Overview(
+        mailings={"scheduled": mailings[0], "running": mailings[1], "finished": mailings[2]},
+        overdue=mailings[3],
+        active_messages={status: int(count) for status, count in active},
+        outbox=int(outbox or 0),
+    )
+
+
+async def sample_progress(conn: AsyncConnection) -> None:
+    """Record how many messages each running mailing has settled, for its current rate."""
+    await conn.execute(
+        text(
+            """
+            INSERT INTO mailing_progress (mailing_id, sampled_at, done)
+            SELECT ml.id, now(), coalesce(sum(c.count) FILTER (
+                       WHERE c.status IN ('sent', 'failed', 'expired', 'cancelled')), 0)
+            FROM mailing ml LEFT JOIN mailing_message_count c ON c.mailing_id = ml.id
+            WHERE ml.finished_at IS NULL AND ml.started_at IS NOT NULL
+              AND ml.deleted_at IS NULL
+            GROUP BY ml.id
+            ON CONFLICT DO NOTHING
+            """
+        )
+    )
+    await conn.execute(
+        text("DELETE FROM mailing_progress WHERE sampled_at < now() - interval '15 minutes'")
+    )
 
 
 async def next_start_in_s(conn: AsyncConnection) -> float | None:

@@ -9,23 +9,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from herald_common.broker import Outgoing, Publisher
 from herald_common.db import with_retries
 from herald_common.jobs import delivery_jobs, group_by_mailing
+from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.outbox import add_to_outbox, publish_written, relay_stale
-from sqlalchemy.ext.asyncio import AsyncEngine
+from herald_common.statuses import MessageStatus
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from herald_scheduler import planning
+from herald_scheduler import metrics, planning
 from herald_scheduler.settings import SchedulerSettings
 
 log = structlog.get_logger()
 
 # Ending mailings and relaying the outbox need not run at the fan-out's pace.
 HOUSEKEEPING_EVERY_S = 1.0
+GAUGES_EVERY_S = 5.0
+PROGRESS_EVERY_S = 10.0
+
+Requeue = Callable[[AsyncConnection, int], Awaitable[list[tuple[int, int]]]]
 
 
 class Scheduler:
@@ -36,6 +42,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_housekeeping = 0.0
+        self._last_gauges = 0.0
+        self._last_progress = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -52,8 +60,8 @@ class Scheduler:
             try:
                 busy = await self.tick()
             except Exception as error:  # DB or broker away: keep the loop, try again soon
+                metrics.TICK_ERRORS.inc()
                 log.warning("scheduler_tick_failed", error=repr(error))
-                busy = False
                 await self._sleep(self._settings.scheduler_poll_interval_s * 4)
                 continue
             if not busy:
@@ -78,12 +86,21 @@ class Scheduler:
         if now - self._last_housekeeping >= HOUSEKEEPING_EVERY_S:
             self._last_housekeeping = now
             busy = await self.housekeeping() or busy
+        if now - self._last_gauges >= GAUGES_EVERY_S:
+            self._last_gauges = now
+            await self.refresh_gauges()
+        if now - self._last_progress >= PROGRESS_EVERY_S:
+            self._last_progress = now
+            async with self._engine.begin() as conn:
+                await planning.sample_progress(conn)
         return busy
 
     async def fan_out_once(self) -> bool:
         """Create and enqueue the next chunk of one due mailing's messages."""
 
-        async def step() -> tuple[int, planning.FanOutChunk, list[int], list[Outgoing]] | None:
+        async def step() -> (
+            tuple[planning.DueMailing, planning.FanOutChunk, list[int], list[Outgoing]] | None
+        ):
             async with self._engine.begin() as conn:
                 mailing = await planning.lock_due_mailing(conn)
                 if mailing is None:
@@ -92,49 +109,55 @@ class Scheduler:
                     conn, mailing, self._settings.fanout_chunk_size
                 )
                 jobs = delivery_jobs(mailing.id, chunk.message_ids, self._settings.job_size)
-                outbox_ids = await add_to_outbox(conn, jobs)
-                if not mailing.started:
-                    log.info("mailing_started", mailing_id=mailing.id)
-                return mailing.id, chunk, outbox_ids, jobs
+                return mailing, chunk, await add_to_outbox(conn, jobs), jobs
 
+        started = time.perf_counter()
         result = await with_retries(step)
         if result is None:
             return False
-        mailing_id, chunk, outbox_ids, jobs = result
-        await self._publish(outbox_ids, jobs)
+        metrics.FANOUT_CHUNK_SECONDS.observe(time.perf_counter() - started)
+        mailing, chunk, outbox_ids, jobs = result
+        created = len(chunk.message_ids)
+        metrics.FANOUT_MESSAGES.inc(created)
+        MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(created)
+        if not mailing.started:
+            lag = (datetime.now(UTC) - mailing.starts_at).total_seconds()
+            metrics.START_LAG.observe(max(lag, 0.0))
+            log.info("mailing_started", mailing_id=mailing.id, start_lag_s=round(lag, 3))
         log.info(
-            "fanout_chunk",
-            mailing_id=mailing_id,
-            messages=len(chunk.message_ids),
-            jobs=len(jobs),
-            done=chunk.done,
+            "fanout_chunk", mailing_id=mailing.id, messages=created, jobs=len(jobs), done=chunk.done
         )
+        await self._publish(outbox_ids, jobs)
         if chunk.done:
-            log.info("fanout_done", mailing_id=mailing_id)
+            log.info("fanout_done", mailing_id=mailing.id)
         return True
 
     async def requeue_once(self) -> bool:
         """Deferred messages whose window opened, and orphans of dead senders, get new jobs."""
+        opened = await self._requeue(planning.requeue_deferred, "window_opened")
+        orphans = await self._requeue(planning.recover_expired_leases, "lease_expired")
         limit = self._settings.sweep_batch_size
+        return opened == limit or orphans == limit
 
-        async def step() -> tuple[list[int], list[Outgoing], int, int]:
+    async def _requeue(self, sweep: Requeue, reason: str) -> int:
+        async def step() -> tuple[list[tuple[int, int]], list[int], list[Outgoing]]:
             async with self._engine.begin() as conn:
-                deferred = await planning.requeue_deferred(conn, limit)
-                orphans = await planning.recover_expired_leases(conn, limit)
+                moved = await sweep(conn, self._settings.sweep_batch_size)
                 jobs: list[Outgoing] = []
-                for mailing_id, ids in group_by_mailing(deferred + orphans).items():
+                for mailing_id, ids in group_by_mailing(moved).items():
                     jobs += delivery_jobs(mailing_id, ids, self._settings.job_size)
-                return await add_to_outbox(conn, jobs), jobs, len(deferred), len(orphans)
+                return moved, await add_to_outbox(conn, jobs), jobs
 
-        outbox_ids, jobs, deferred, orphans = await with_retries(step)
-        if not jobs:
-            return False
+        moved, outbox_ids, jobs = await with_retries(step)
+        if not moved:
+            return 0
+        metrics.REQUEUED.labels(reason).inc(len(moved))
+        MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(len(moved))
+        emit = log.warning if reason == "lease_expired" else log.info
+        for mailing_id, ids in group_by_mailing(moved).items():
+            emit("messages_requeued", reason=reason, mailing_id=mailing_id, message_ids=ids)
         await self._publish(outbox_ids, jobs)
-        if deferred:
-            log.info("deferred_requeued", messages=deferred)
-        if orphans:
-            log.warning("orphans_requeued", messages=orphans)
-        return deferred == limit or orphans == limit
+        return len(moved)
 
     async def housekeeping(self) -> bool:
         async def step() -> tuple[int, list[int]]:
@@ -145,6 +168,7 @@ class Scheduler:
 
         expired, finished = await with_retries(step)
         if expired:
+            MESSAGE_TRANSITIONS.labels(MessageStatus.EXPIRED).inc(expired)
             log.info("messages_expired", messages=expired)
         for mailing_id in finished:
             log.info("mailing_finished", mailing_id=mailing_id)
@@ -156,8 +180,19 @@ class Scheduler:
         except Exception as error:
             log.warning("outbox_relay_failed", error=repr(error))
         if relayed:
+            metrics.OUTBOX_RELAYED.inc(relayed)
             log.info("outbox_relayed", jobs=relayed)
         return expired == self._settings.sweep_batch_size or relayed > 0
+
+    async def refresh_gauges(self) -> None:
+        async with self._engine.connect() as conn:
+            view = await planning.overview(conn)
+        for state, count in view.mailings.items():
+            metrics.MAILINGS.labels(state).set(count)
+        metrics.START_OVERDUE.set(view.overdue)
+        for status in MessageStatus:
+            metrics.ACTIVE_MESSAGES.labels(status.value).set(view.active_messages.get(status, 0))
+        metrics.OUTBOX_BACKLOG.set(view.outbox)
 
     async def _publish(self, outbox_ids: Sequence[int], jobs: Sequence[Outgoing]) -> None:
         try:
@@ -165,3 +200,10 @@ class Scheduler:
         except Exception as error:
             # The rows stay in the outbox; the relay publishes them once the broker is back.
             log.warning("publish_deferred_to_relay", jobs=len(jobs), error=repr(error))
+            return
+        for job in jobs:
+            log.info(
+                "job_published",
+                mailing_id=job.headers.get("x-mailing-id"),
+                message_ids=job.headers.get("x-message-ids"),
+            )

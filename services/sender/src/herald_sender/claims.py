@@ -42,7 +42,7 @@ class Settled:
     decision: Decision
 
 
-_STATUS_OF = {
+STATUS_OF = {
     Action.CANCEL: MessageStatus.CANCELLED,
     Action.EXPIRE: MessageStatus.EXPIRED,
     Action.FAIL: MessageStatus.FAILED,
@@ -127,7 +127,7 @@ async def claim(
             continue
         settled.append(Settled(r.id, r.mailing_id, r.client_id, decision))
         if decision.action != Action.SKIP:
-            status = _STATUS_OF[decision.action]
+            status = STATUS_OF[decision.action]
             updates.append((r.id, status, 0, None, decision.until, decision.reason))
     if updates:
         columns = list(zip(*updates, strict=True))

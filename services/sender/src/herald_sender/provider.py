@@ -22,6 +22,17 @@ class CallResult:
     http_status: int | None
     latency_ms: float
     body_excerpt: str
+    # How the call ended at the transport level: "http" (a reply), "timeout", "connection".
+    ended_by: str = "http"
+
+    @property
+    def outcome(self) -> str:
+        """The bounded label of herald_provider_calls_total."""
+        if self.ended_by == "timeout":
+            return "timeout"
+        if self.ended_by == "connection":
+            return "connection_error"
+        return self.judgement.verdict.value
 
 
 class ProviderClient:
@@ -71,14 +82,16 @@ class ProviderClient:
                     body[:200].decode("utf-8", errors="replace"),
                 )
         except TimeoutError:
-            reason = "timeout: no answer within the limit"
+            reason, ended_by = "timeout: no answer within the limit", "timeout"
         except aiohttp.ClientConnectionError as error:
             reason = f"connection error: {type(error).__name__}: {error}"
+            ended_by = "connection"
         except aiohttp.ClientError as error:
-            reason = f"HTTP client error: {type(error).__name__}: {error}"
+            reason, ended_by = f"HTTP client error: {type(error).__name__}: {error}", "connection"
         except asyncio.CancelledError:
             raise
-        return CallResult(ReplyJudgement(Verdict.TRANSIENT, reason), None, _ms(started), "")
+        judgement = ReplyJudgement(Verdict.TRANSIENT, reason)
+        return CallResult(judgement, None, _ms(started), "", ended_by)
 
 
 def _ms(started: float) -> float:

@@ -18,6 +18,8 @@ from herald_common.statuses import MessageStatus
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from herald_sender import metrics
+
 log = structlog.get_logger()
 
 
@@ -31,6 +33,7 @@ class Outcome:
     sent_at: datetime | None = None
     next_attempt_at: datetime | None = None
     retry: Outgoing | None = None
+    retry_tier_ms: int = 0
     done: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -108,6 +111,13 @@ class Recorder:
                 outcome.done.set_result(outcome.message_id in applied)
 
     async def _write(self, batch: list[Outcome]) -> tuple[set[int], list[int], list[Outgoing]]:
+        metrics.OUTCOME_BATCH.observe(len(batch))
+        with metrics.OUTCOME_WRITE_SECONDS.time():
+            return await self._write_batch(batch)
+
+    async def _write_batch(
+        self, batch: list[Outcome]
+    ) -> tuple[set[int], list[int], list[Outgoing]]:
         async with self._engine.begin() as conn:
             rows = await conn.execute(
                 _UPDATE,

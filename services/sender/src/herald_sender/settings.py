@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 
 
 class SenderSettings(HeraldSettings, RetrySettings):
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
     provider_url: str = Field(description="Base URL; messages go to {provider_url}/send/{id}.")
     provider_token: SecretStr = Field(description="JWT sent as the provider's bearer token.")
     provider_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from herald_common.contracts import DeliveryJob
 from herald_common.db import with_retries
 from herald_common.jobs import retry_job
+from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.rules.backoff import retry_tiers
 from herald_common.rules.delivery import Action, check_handoff, plan_after_failure
 from herald_common.rules.replies import ReplyJudgement, Verdict
@@ -25,7 +26,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from herald_sender.claims import Claimed, Settled, claim
+from herald_sender import metrics
+from herald_sender.claims import STATUS_OF, Claimed, Settled, claim
 from herald_sender.provider import CallResult, ProviderClient
 from herald_sender.recorder import Outcome, Recorder
 from herald_sender.settings import SenderSettings
@@ -86,23 +88,34 @@ class DeliveryWorker:
         try:
             job = DeliveryJob.decode(message.body)
         except ValidationError as error:
-            log.error("job_rejected", reason="unreadable job", error=str(error)[:500])
+            metrics.JOBS.labels("dead_lettered").inc()
+            log.error(
+                "job_dead_lettered",
+                reason="unreadable job",
+                mailing_id=message.headers.get("x-mailing-id"),
+                error=str(error)[:500],
+            )
             await message.reject(requeue=False)
             return
+        ids = {"mailing_id": job.mailing_id, "message_ids": job.message_ids}
+        log.info("job_received", **ids, redelivered=message.redelivered)
         try:
             await self.deliver(job)
         except (DBAPIError, OSError) as error:
             # The database is away: not the job's fault. Give it back and slow down a little.
-            log.warning("job_requeued", mailing_id=job.mailing_id, error=repr(error))
+            metrics.JOBS.labels("requeued").inc()
+            log.warning("job_requeued", **ids, error=repr(error))
             await asyncio.sleep(REQUEUE_PAUSE_S)
             await message.nack(requeue=True)
             return
         except Exception as error:
             # Not a provider problem (those are outcomes): park the job for a human.
-            log.exception("job_dead_lettered", mailing_id=job.mailing_id, error=repr(error))
+            metrics.JOBS.labels("dead_lettered").inc()
+            log.exception("job_dead_lettered", **ids, error=repr(error))
             await message.reject(requeue=False)
             return
         await message.ack()
+        metrics.JOBS.labels("acked").inc()
 
     async def deliver(self, job: DeliveryJob) -> None:
         """Claim the job's messages a slot-full at a time and send each as soon as claimed."""
@@ -118,6 +131,7 @@ class DeliveryWorker:
                     await self._slots.give(taken)
                     raise
                 await self._slots.give(taken - len(claimed))
+                MESSAGE_TRANSITIONS.labels(MessageStatus.SENDING).inc(len(claimed))
                 self._log_settled(settled)
                 sends += [asyncio.create_task(self._send_one(msg)) for msg in claimed]
         finally:
@@ -138,6 +152,9 @@ class DeliveryWorker:
 
     def _log_settled(self, settled: list[Settled]) -> None:
         for item in settled:
+            status = STATUS_OF.get(item.decision.action)
+            if status is not None:
+                MESSAGE_TRANSITIONS.labels(status).inc()
             log.info(
                 _SETTLED_LOG.get(item.decision.action, "message_settled"),
                 message_id=item.id,
@@ -173,6 +190,10 @@ class DeliveryWorker:
         )
         outcome = self._outcome_of(msg, result.judgement)
         applied = await self._recorder.record(outcome)
+        if applied:
+            MESSAGE_TRANSITIONS.labels(outcome.status).inc()
+            if outcome.retry is not None:
+                metrics.RETRIES.labels(f"{outcome.retry_tier_ms / 1000:g}").inc()
         log.info(
             "message_" + outcome.status.value,
             **ids,
@@ -180,6 +201,8 @@ class DeliveryWorker:
             next_attempt_at=outcome.next_attempt_at.isoformat()
             if outcome.next_attempt_at
             else None,
+            retry_queue_ttl_ms=outcome.retry_tier_ms or None,
+            reason=outcome.error,
             recorded=applied,
         )
 
@@ -199,9 +222,17 @@ class DeliveryWorker:
                 next_attempt_at=gate.until,
             )
             await self._recorder.record(outcome)
+            MESSAGE_TRANSITIONS.labels(status).inc()
             log.info(_SETTLED_LOG[gate.action], **ids, reason=gate.reason)
             return None
-        return await self._provider.send(msg.id, msg.phone, msg.text)
+        metrics.IN_FLIGHT.inc()
+        try:
+            result = await self._provider.send(msg.id, msg.phone, msg.text)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        metrics.PROVIDER_CALLS.labels(result.outcome).inc()
+        metrics.PROVIDER_LATENCY.labels(result.outcome).observe(result.latency_ms / 1000)
+        return result
 
     def _outcome_of(self, msg: Claimed, judgement: ReplyJudgement) -> Outcome:
         now = utcnow()
@@ -224,4 +255,5 @@ class DeliveryWorker:
             error=decision.reason,
             next_attempt_at=now + timedelta(milliseconds=decision.delay_ms),
             retry=retry_job(msg.mailing_id, msg.id, decision.tier_ms, decision.delay_ms),
+            retry_tier_ms=decision.tier_ms,
         )

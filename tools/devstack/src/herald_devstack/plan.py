@@ -87,6 +87,7 @@ class ServiceSpec:
     wait_http: str | None = None
     # A log line the service prints once it is ready (it has its signal handlers by then).
     wait_line: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
@@ -108,14 +109,28 @@ def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
     )
 
 
+# Where deploy/monitoring/prometheus.yml expects them: scheduler 9101, senders 9102, 9103, …
+SCHEDULER_METRICS_PORT = 9101
+
+
 def plan_services(plan: StackPlan) -> list[ServiceSpec]:
     """The Herald services in start order (stopped in reverse)."""
     services = [
         ServiceSpec("api-1", "herald-api", wait_http=f"{plan.api_url}/healthz"),
-        ServiceSpec("scheduler-1", "herald-scheduler", wait_line="scheduler_started"),
+        ServiceSpec(
+            "scheduler-1",
+            "herald-scheduler",
+            wait_line="scheduler_started",
+            env=(("HERALD_METRICS_PORT", str(SCHEDULER_METRICS_PORT)),),
+        ),
     ]
     services += [
-        ServiceSpec(f"sender-{index}", "herald-sender", wait_line="sender_started")
+        ServiceSpec(
+            f"sender-{index}",
+            "herald-sender",
+            wait_line="sender_started",
+            env=(("HERALD_METRICS_PORT", str(SCHEDULER_METRICS_PORT + index)),),
+        )
         for index in range(1, plan.sender_replicas + 1)
     ]
     return services

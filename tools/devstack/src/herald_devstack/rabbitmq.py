@@ -222,6 +222,8 @@ class RabbitMQServer:
             "management.tcp.port": str(self.management_port),
             "prometheus.tcp.ip": LOCALHOST,
             "prometheus.tcp.port": str(self.prometheus_port),
+            # Queue depths and consumer counts per queue, for the dashboard and the alerts.
+            "prometheus.return_per_object_metrics": "true",
             "log.console": "false",
             "log.file.level": "info",
         }

@@ -175,7 +175,7 @@ class Runner:
             self.group.start(
                 spec.name,
                 [find_console_script(spec.command), *spec.args],
-                env={**self.child_env, "HERALD_SERVICE_INSTANCE": spec.name},
+                env={**self.child_env, **dict(spec.env), "HERALD_SERVICE_INSTANCE": spec.name},
             )
         for spec in specs:
             if spec.wait_http is not None:

@@ -35,6 +35,8 @@ FAST_ENV = {
     "HERALD_OUTBOX_GRACE_S": "2",
     "HERALD_MAX_ATTEMPTS": "30",
     "HERALD_LOG_LEVEL": "INFO",
+    # Several replicas share this host; a test that reads metrics picks its own ports.
+    "HERALD_METRICS_PORT": "0",
 }
 
 

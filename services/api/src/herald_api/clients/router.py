@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Query, Response, status
+from herald_common.metrics import MESSAGE_TRANSITIONS
+from herald_common.statuses import MessageStatus
 
 from herald_api.clients import service
 from herald_api.clients.schemas import ClientCreate, ClientRead, ClientUpdate
 from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES
+from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
 from herald_api.validation import EntityId, OperatorCode, Phone, Tag
 
+log = structlog.get_logger()
 router = APIRouter(prefix="/clients", tags=["clients"], responses=ERROR_RESPONSES)
 
 
@@ -21,7 +26,18 @@ async def create_client(body: ClientCreate, uow: Uow) -> ClientRead:
     """Add a client. The operator code defaults to digits 2–4 of the phone. 409 if a live
     client already has the phone."""
     client = await service.create_client(uow.session, body)
-    return ClientRead.model_validate(client)
+    note_ids(client_id=client.id)
+    read = ClientRead.model_validate(client)
+    uow.after_commit(
+        lambda: log.info(
+            "client_created",
+            client_id=read.id,
+            operator_code=read.operator_code,
+            tag=read.tag,
+            timezone=read.timezone,
+        )
+    )
+    return read
 
 
 @router.get("", summary="List clients")
@@ -51,6 +67,8 @@ async def get_client(client_id: EntityId, uow: Uow) -> ClientRead:
 async def update_client(client_id: EntityId, body: ClientUpdate, uow: Uow) -> ClientRead:
     """Change the given fields. Messages already created keep going to this client."""
     client = await service.update_client(uow.session, client_id, body)
+    fields = sorted(body.model_dump(exclude_unset=True))
+    uow.after_commit(lambda: log.info("client_updated", client_id=client_id, fields=fields))
     return ClientRead.model_validate(client)
 
 
@@ -58,5 +76,11 @@ async def update_client(client_id: EntityId, body: ClientUpdate, uow: Uow) -> Cl
 async def delete_client(client_id: EntityId, uow: Uow) -> Response:
     """Remove the client from the directory; its pending messages end `cancelled`, its
     history stays in the statistics."""
-    await service.delete_client(uow.session, client_id)
+    cancelled = await service.delete_client(uow.session, client_id)
+
+    def deleted() -> None:
+        MESSAGE_TRANSITIONS.labels(MessageStatus.CANCELLED).inc(cancelled)
+        log.info("client_deleted", client_id=client_id, messages_cancelled=cancelled)
+
+    uow.after_commit(deleted)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

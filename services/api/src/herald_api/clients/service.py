@@ -69,12 +69,14 @@ async def update_client(session: AsyncSession, client_id: int, data: ClientUpdat
     return client
 
 
-async def delete_client(session: AsyncSession, client_id: int) -> None:
-    """Soft delete: history stays; messages not yet in a provider call are cancelled."""
+async def delete_client(session: AsyncSession, client_id: int) -> int:
+    """Soft delete: history stays; messages not yet in a provider call are cancelled.
+
+    Returns how many messages were cancelled."""
     client = await get_client(session, client_id, lock=True)
     client.deleted_at = func.now()
     client.updated_at = func.now()
-    await session.execute(
+    result = await session.execute(
         update(Message)
         .where(Message.client_id == client_id, Message.status.in_(IDLE_STATUSES))
         .values(
@@ -85,6 +87,8 @@ async def delete_client(session: AsyncSession, client_id: int) -> None:
         )
     )
     await session.flush()
+    cancelled: int = result.rowcount  # type: ignore[attr-defined]
+    return cancelled
 
 
 async def list_clients(

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Query, Response, status
+from herald_common.contracts import MailingEventKind
+from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.models import Mailing
 from herald_common.statuses import MailingState, MessageStatus
 
@@ -15,14 +18,16 @@ from herald_api.mailings import service
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
+    MailingDetailStats,
     MailingRead,
-    MailingStats,
     MailingUpdate,
     MessageRead,
 )
+from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
 from herald_api.validation import EntityId
 
+log = structlog.get_logger()
 router = APIRouter(prefix="/mailings", tags=["mailings"], responses=ERROR_RESPONSES)
 
 
@@ -30,11 +35,21 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _announce(uow: Uow, kind: str, mailing: Mailing) -> None:
+def _announce(
+    uow: Uow, kind: MailingEventKind, mailing: Mailing, cancelled: int = 0, **details: object
+) -> None:
+    """After the commit: log what happened and tell the scheduler."""
     mailing_id, starts_at, ends_at = mailing.id, mailing.starts_at, mailing.ends_at
-    uow.after_commit(
-        lambda: uow.events.publish(kind, mailing_id, starts_at, ends_at)  # type: ignore[arg-type]
-    )
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+
+    def announce() -> None:
+        if kind == "deleted":
+            MESSAGE_TRANSITIONS.labels(MessageStatus.CANCELLED).inc(cancelled)
+            details["messages_cancelled"] = cancelled
+        log.info(f"mailing_{kind}", mailing_id=mailing_id, **details)
+        uow.events.publish(kind, mailing_id, starts_at, ends_at, request_id)
+
+    uow.after_commit(announce)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a mailing")
@@ -42,7 +57,16 @@ async def create_mailing(body: MailingCreate, uow: Uow) -> MailingRead:
     """Create a mailing. If its start has come (and its end has not) it starts at once;
     otherwise it starts by itself at `starts_at`. One message per matching client."""
     mailing = await service.create_mailing(uow.session, body)
-    _announce(uow, "created", mailing)
+    note_ids(mailing_id=mailing.id)
+    _announce(
+        uow,
+        "created",
+        mailing,
+        starts_at=mailing.starts_at.isoformat(),
+        ends_at=mailing.ends_at.isoformat(),
+        filter=body.filter.model_dump(),
+        send_window=body.send_window.model_dump() if body.send_window else None,
+    )
     return service.to_read(mailing, _now())
 
 
@@ -79,20 +103,22 @@ async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) ->
     """Change the given fields. After the start, `starts_at` and `filter` are fixed (409);
     new text, end or window apply to every message not yet sent."""
     mailing = await service.update_mailing(uow.session, mailing_id, body, _now())
-    _announce(uow, "updated", mailing)
+    _announce(uow, "updated", mailing, fields=sorted(body.model_fields_set))
     return service.to_read(mailing, _now())
 
 
 @router.delete("/{mailing_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a mailing")
 async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
     """Stop the mailing: messages not yet handed to the provider end `cancelled`."""
-    mailing = await service.delete_mailing(uow.session, mailing_id)
-    _announce(uow, "deleted", mailing)
+    mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
+    _announce(uow, "deleted", mailing, cancelled=cancelled)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{mailing_id}/stats", summary="Statistics of one mailing")
-async def mailing_stats(mailing_id: EntityId, uow: Uow) -> MailingStats:
+async def mailing_stats(mailing_id: EntityId, uow: Uow) -> MailingDetailStats:
+    """Counts per status (every status present), and progress: done/total, the rate over
+    about the last minute, and the estimated finish at that rate."""
     return await service.mailing_stats(uow.session, mailing_id, _now())
 
 

@@ -145,6 +145,24 @@ class MailingStats(BaseModel):
     by_status: StatusCounts
 
 
+class ProgressRead(BaseModel):
+    done: int = Field(
+        description="Messages in a terminal status (sent, failed, expired, cancelled)."
+    )
+    total: int = Field(description="Messages created so far (grows while the fan-out runs).")
+    percent: float
+    rate_per_s: float | None = Field(
+        description="Messages settled per second over about the last minute."
+    )
+    estimated_finish_at: datetime | None = Field(
+        description="When the rest should be settled at the current rate (running mailings)."
+    )
+
+
+class MailingDetailStats(MailingStats):
+    progress: ProgressRead
+
+
 class StatsTotals(BaseModel):
     mailings: int
     total: int

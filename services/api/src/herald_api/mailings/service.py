@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from herald_common.errors import InvalidInput, MailingStarted, NotFound
-from herald_common.models import Mailing, Message
+from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
 from herald_common.rules.mailings import has_started, mailing_state
-from herald_common.statuses import ALL_STATUSES, IDLE_STATUSES, MailingState, MessageStatus
+from herald_common.rules.progress import Sample, estimate_progress
+from herald_common.statuses import (
+    ALL_STATUSES,
+    IDLE_STATUSES,
+    TERMINAL_STATUSES,
+    MailingState,
+    MessageStatus,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
+    MailingDetailStats,
     MailingFilter,
     MailingRead,
     MailingStats,
     MailingUpdate,
+    ProgressRead,
     SendWindow,
     StatsTotals,
 )
+
+# Rates are measured against the progress sample nearest a minute ago, at least 10 s old.
+PROGRESS_WINDOW = timedelta(seconds=60)
+PROGRESS_MIN_AGE = timedelta(seconds=10)
 
 
 def to_read(mailing: Mailing, now: datetime) -> MailingRead:
@@ -113,12 +126,14 @@ async def update_mailing(
     return mailing
 
 
-async def delete_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
-    """Soft delete: delivery stops; messages not in a provider call right now are cancelled."""
+async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailing, int]:
+    """Soft delete: delivery stops; messages not in a provider call right now are cancelled.
+
+    Returns the mailing and how many messages were cancelled."""
     mailing = await get_mailing(session, mailing_id, lock=True)
     mailing.deleted_at = func.now()
     mailing.updated_at = func.now()
-    await session.execute(
+    result = await session.execute(
         update(Message)
         .where(Message.mailing_id == mailing_id, Message.status.in_(IDLE_STATUSES))
         .values(
@@ -130,7 +145,8 @@ async def delete_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
     )
     await session.flush()
     await session.refresh(mailing)
-    return mailing
+    cancelled: int = result.rowcount  # type: ignore[attr-defined]
+    return mailing, cancelled
 
 
 async def list_mailings(
@@ -158,10 +174,11 @@ def _empty_counts() -> dict[str, int]:
 
 
 async def _counts(session: AsyncSession, mailing_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Per-status counts from the trigger-kept counters: no scan of the messages."""
     rows = await session.execute(
-        select(Message.mailing_id, Message.status, func.count())
-        .where(Message.mailing_id.in_(mailing_ids))
-        .group_by(Message.mailing_id, Message.status)
+        select(
+            MailingMessageCount.mailing_id, MailingMessageCount.status, MailingMessageCount.count
+        ).where(MailingMessageCount.mailing_id.in_(mailing_ids))
     )
     counts: dict[int, dict[str, int]] = {mid: _empty_counts() for mid in mailing_ids}
     for mailing_id, status, count in rows:
@@ -180,10 +197,36 @@ def _stats(mailing: Mailing, counts: dict[str, int], now: datetime) -> MailingSt
     )
 
 
-async def mailing_stats(session: AsyncSession, mailing_id: int, now: datetime) -> MailingStats:
+async def mailing_stats(
+    session: AsyncSession, mailing_id: int, now: datetime
+) -> MailingDetailStats:
     mailing = await get_mailing(session, mailing_id)
-    counts = await _counts(session, [mailing.id])
-    return _stats(mailing, counts[mailing.id], now)
+    counts = (await _counts(session, [mailing.id]))[mailing.id]
+    stats = _stats(mailing, counts, now)
+    sample = (
+        await session.execute(
+            select(MailingProgress.sampled_at, MailingProgress.done)
+            .where(
+                MailingProgress.mailing_id == mailing.id,
+                MailingProgress.sampled_at <= now - PROGRESS_MIN_AGE,
+            )
+            .order_by(
+                func.abs(func.extract("epoch", now - PROGRESS_WINDOW - MailingProgress.sampled_at))
+            )
+            .limit(1)
+        )
+    ).first()
+    progress = estimate_progress(
+        now,
+        total=stats.total,
+        done=sum(counts[s] for s in TERMINAL_STATUSES),
+        sample=Sample(sample.sampled_at, sample.done) if sample else None,
+        started_at=mailing.started_at,
+        running=stats.state == MailingState.RUNNING,
+    )
+    return MailingDetailStats(
+        **stats.model_dump(), progress=ProgressRead.model_validate(progress, from_attributes=True)
+    )
 
 
 async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:

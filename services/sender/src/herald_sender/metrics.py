@@ -1,0 +1,36 @@
+"""The sender's Prometheus metrics (documented in docs/metrics.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PROVIDER_CALLS = Counter(
+    "herald_provider_calls",
+    "Provider calls by outcome: sent, transient, permanent, timeout, connection_error.",
+    ["outcome"],
+)
+PROVIDER_LATENCY = Histogram(
+    "herald_provider_call_duration_seconds",
+    "Duration of provider calls by outcome.",
+    ["outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+IN_FLIGHT = Gauge("herald_provider_calls_in_flight", "Provider calls under way right now.")
+RETRIES = Counter(
+    "herald_retries_scheduled", "Retries sent to a delayed-retry queue, by its TTL.", ["tier"]
+)
+JOBS = Counter(
+    "herald_sender_jobs",
+    "Delivery jobs handled: acked, requeued (database away) or dead_lettered.",
+    ["result"],
+)
+OUTCOME_WRITE_SECONDS = Histogram(
+    "herald_sender_outcome_write_seconds",
+    "Time to commit one batch of outcomes.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+OUTCOME_BATCH = Histogram(
+    "herald_sender_outcome_batch_size",
+    "Outcomes written per transaction.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
