@@ -20,7 +20,12 @@ StackFactory = Callable[..., HeraldStack]
 
 
 def _stack(
-    postgres: DatabaseAdmin, rabbitmq: BrokerAdmin, log_dir: Path, senders: int, env: dict[str, str]
+    postgres: DatabaseAdmin,
+    rabbitmq: BrokerAdmin,
+    log_dir: Path,
+    senders: int,
+    env: dict[str, str],
+    metrics: bool = False,
 ) -> Iterator[HeraldStack]:
     name = uuid.uuid4().hex[:12]
     postgres.create_database(f"e2e_{name}")
@@ -30,7 +35,7 @@ def _stack(
         group, postgres.url(f"e2e_{name}"), rabbitmq.url(f"e2e-{name}"), extra_env=env
     )
     try:
-        stack.start_all(senders=senders)
+        stack.start_all(senders=senders, metrics=metrics)
         yield stack
     finally:
         stack.close()
@@ -83,4 +88,23 @@ def stack_factory(
     yield make
     for generator in generators:
         for _ in generator:  # runs the clean-up after the yield
+            pass
+
+
+@pytest.fixture(scope="module")
+def stack_factory_module(
+    postgres_server: DatabaseAdmin, rabbitmq_server: BrokerAdmin
+) -> Iterator[StackFactory]:
+    """Like ``stack_factory``, for a stack that several tests of a module inspect."""
+    log_dir = Path(tempfile.mkdtemp(prefix="herald-e2e-"))
+    generators: list[Iterator[HeraldStack]] = []
+
+    def make(senders: int = 2, metrics: bool = False, **env: str) -> HeraldStack:
+        generator = _stack(postgres_server, rabbitmq_server, log_dir, senders, env, metrics)
+        generators.append(generator)
+        return next(generator)
+
+    yield make
+    for generator in generators:
+        for _ in generator:
             pass

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from herald_api.main import create_app
+from herald_api.observability import route_template
 from herald_api.settings import ApiSettings
 from pydantic import SecretStr
 
@@ -48,3 +50,37 @@ async def test_readyz_is_503_while_the_broker_is_unreachable(migrated_db_url: st
         "checks": {"database": "ok", "broker": "unavailable"},
     }
     assert healthz.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "relative", "expected"),
+    [
+        (
+            "/api/v1/clients/5",
+            {"client_id": "5"},
+            "/clients/{client_id}",
+            "/api/v1/clients/{client_id}",
+        ),
+        ("/api/v1/clients", {}, "/clients", "/api/v1/clients"),
+        ("/healthz", {}, "/healthz", "/healthz"),
+        (
+            "/api/v1/mailings/7/stats",
+            {"mailing_id": "7"},
+            "/mailings/{mailing_id}/stats",
+            "/api/v1/mailings/{mailing_id}/stats",
+        ),
+    ],
+)
+def test_route_template_restores_router_prefixes(
+    path: str, params: dict[str, str], relative: str, expected: str
+) -> None:
+    class Route:
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+    scope = {"path": path, "path_params": params, "route": Route(relative)}
+    assert route_template(scope) == expected
+
+
+def test_route_template_of_an_unmatched_request() -> None:
+    assert route_template({"path": "/nope", "path_params": {}}) == "unmatched"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import httpx
+import pytest
 from herald_common.statuses import ALL_STATUSES
 from herald_testing.factories import insert_clients, insert_mailing, utcnow
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import assert_invalid, insert_message, insert_messages
@@ -154,3 +156,55 @@ async def test_unknown_or_deleted_mailing_is_404_for_stats_and_messages(
             assert response.status_code == 404, (mailing_id, suffix)
             assert response.json()["code"] == "not_found"
             assert str(mailing_id) in response.json()["detail"]
+
+
+async def test_stats_of_one_mailing_report_progress_rate_and_estimated_finish(
+    api: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    now = utcnow()
+    async with clean_engine.begin() as conn:
+        clients = await insert_clients(conn, 10)
+        mailing_id = await insert_mailing(
+            conn, starts_at=now - timedelta(minutes=5), ends_at=now + timedelta(hours=1)
+        )
+        await insert_messages(
+            conn, mailing_id, clients, ["sent"] * 5 + ["failed"] + ["pending"] * 4
+        )
+        await conn.execute(
+            text("UPDATE mailing SET started_at = :at WHERE id = :id"),
+            {"at": now - timedelta(minutes=5), "id": mailing_id},
+        )
+        # A minute ago 3 were settled: 3 more since, so 0.05/s, and 4 left → 80 s to go.
+        await conn.execute(
+            text(
+                "INSERT INTO mailing_progress (mailing_id, sampled_at, done) "
+                "VALUES (:id, now() - interval '60 seconds', 3), (:id, now() - interval '3 s', 6)"
+            ),
+            {"id": mailing_id},
+        )
+
+    body = (await api.get(f"{MAILINGS}/{mailing_id}/stats")).json()
+
+    progress = body["progress"]
+    assert (progress["done"], progress["total"], progress["percent"]) == (6, 10, 60.0)
+    assert progress["rate_per_s"] == pytest.approx(0.05, abs=0.002)
+    finish = datetime.fromisoformat(progress["estimated_finish_at"])
+    assert now + timedelta(seconds=70) < finish < utcnow() + timedelta(seconds=90)
+
+
+async def test_progress_of_a_finished_mailing_has_no_estimate(
+    api: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    now = utcnow()
+    async with clean_engine.begin() as conn:
+        clients = await insert_clients(conn, 2)
+        mailing_id = await insert_mailing(
+            conn, starts_at=now - timedelta(hours=2), ends_at=now - timedelta(hours=1)
+        )
+        await insert_messages(conn, mailing_id, clients, ["sent", "expired"])
+
+    progress = (await api.get(f"{MAILINGS}/{mailing_id}/stats")).json()["progress"]
+
+    assert progress["done"] == progress["total"] == 2
+    assert progress["percent"] == 100.0
+    assert progress["estimated_finish_at"] is None

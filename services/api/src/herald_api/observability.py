@@ -44,6 +44,24 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route with its router prefixes: ``/api/v1/clients/{client_id}``.
+
+    Included routers report their route relative to their prefix; the request path ends with
+    that relative route filled in with the path parameters, so what precedes it is the prefix.
+    """
+    relative = getattr(scope.get("route"), "path", None)
+    if not isinstance(relative, str):
+        return "unmatched"
+    params = scope.get("path_params") or {}
+    try:
+        rendered = relative.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return relative
+    path: str = scope["path"]
+    return path[: len(path) - len(rendered)] + relative if path.endswith(rendered) else relative
+
+
 def _is_id(value: object) -> bool:
     return isinstance(value, str) and value.isdigit() and len(value) <= 19
 
@@ -82,8 +100,7 @@ class RequestObservability:
     def _observe(
         scope: Scope, request_id: str, status: int, elapsed: float, noted: dict[str, Any]
     ) -> None:
-        route_obj = scope.get("route")
-        route = getattr(route_obj, "path", None) or "unmatched"
+        route = route_template(scope)
         method = scope["method"]
         metrics.REQUESTS.labels(method, route, str(status)).inc()
         metrics.LATENCY.labels(method, route).observe(elapsed)

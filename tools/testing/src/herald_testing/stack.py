@@ -71,6 +71,7 @@ class HeraldStack:
     sim_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
+        self.metrics_ports: dict[str, int] = {}
         self.env = {
             **FAST_ENV,
             "HERALD_DATABASE_URL": self.database_url,
@@ -123,13 +124,33 @@ class HeraldStack:
         process.wait_for_line("sender_started", timeout=60)
         return process
 
-    def start_all(self, senders: int = 2) -> None:
+    def start_all(self, senders: int = 2, metrics: bool = False) -> None:
+        """Everything; with ``metrics`` each worker serves /metrics on a port of its own."""
         self.migrate()
         self.start_simulator()
         self.start_api()
-        self.start_scheduler()
-        for index in range(1, senders + 1):
-            self.start_sender(f"sender-{index}")
+        names = ["scheduler"] + [f"sender-{index}" for index in range(1, senders + 1)]
+        if metrics:
+            self.metrics_ports = {name: free_port() for name in names}
+        ports = {
+            name: {"HERALD_METRICS_PORT": str(port)} for name, port in self.metrics_ports.items()
+        }
+        self.start_scheduler(**ports.get("scheduler", {}))
+        for name in names[1:]:
+            self.start_sender(name, **ports.get(name, {}))
+
+    def scrape(self, name: str) -> dict[str, float]:
+        """A worker's metrics as {'name{labels}': value}; 'api' scrapes the API."""
+        if name == "api":
+            url = f"http://127.0.0.1:{self.api_port}/metrics"
+        else:
+            url = f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
+        samples: dict[str, float] = {}
+        for line in httpx.get(url, timeout=10).text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
 
     def close(self) -> None:
         self.api.close()
