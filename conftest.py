@@ -6,11 +6,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from herald_common.db import create_engine
 from herald_common.migrate import upgrade
 from herald_devstack.admin import DatabaseAdmin
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytest_plugins = ["herald_devstack.pytest_plugin"]
 
@@ -41,6 +42,7 @@ async def clean_engine(engine: AsyncEngine) -> AsyncEngine:
     """An engine on empty tables, for tests of code that commits on its own."""
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        await conn.execute(text("UPDATE provider_throttle SET tat = now(), paused_until = NULL"))
     return engine
 
 

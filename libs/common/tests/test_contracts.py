@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
+
 from herald_common.contracts import (
     JOB_CONTENT_TYPE,
     MAX_JOB_MESSAGES,
     DeliveryJob,
     MailingEvent,
 )
-from pydantic import ValidationError
 
 STARTS = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
 ENDS = datetime(2024, 6, 4, 9, 0, tzinfo=UTC)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-from herald_common.statuses import ALL_STATUSES
-from herald_testing.factories import insert_clients, insert_mailing
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from herald_common.statuses import ALL_STATUSES
+from herald_testing.factories import insert_clients, insert_mailing
 
 STATUSES = [s.value for s in ALL_STATUSES]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from herald_common.settings import HeraldSettings, to_sqlalchemy_url
 from pydantic import ValidationError
+
+from herald_common.settings import HeraldSettings, to_sqlalchemy_url
 
 DB = "postgresql://herald:herald@127.0.0.1:5432/herald"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"

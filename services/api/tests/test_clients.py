@@ -6,9 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
 
 from .conftest import assert_invalid, count_rows, insert_message
 

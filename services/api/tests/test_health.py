@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import SecretStr
+
 from herald_api.main import create_app
 from herald_api.observability import route_template
 from herald_api.settings import ApiSettings
-from pydantic import SecretStr
 
 
 async def test_healthz_answers_ok(anonymous: httpx.AsyncClient) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 
 import aio_pika
 import httpx
-from herald_common.topology import SCHEDULER_EVENTS_QUEUE
-from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from herald_common.topology import SCHEDULER_EVENTS_QUEUE
+from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
 
 from .conftest import assert_invalid, count_rows, insert_message, insert_messages
 
@@ -161,7 +162,7 @@ async def test_list_filters_by_state_and_pages(api: httpx.AsyncClient) -> None:
     rest = (await api.get(MAILINGS, params={"limit": 2, "after": first["next_after"]})).json()
     assert [m["id"] for m in rest["items"]] == [finished["id"]]
     assert rest["next_after"] is None
-    assert_invalid(await api.get(MAILINGS, params={"state": "paused"}), "query", "state")
+    assert_invalid(await api.get(MAILINGS, params={"state": "sleeping"}), "query", "state")
 
 
 async def test_patch_a_started_mailings_text_end_and_window(api: httpx.AsyncClient) -> None:

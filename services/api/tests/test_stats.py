@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from herald_common.statuses import ALL_STATUSES
-from herald_testing.factories import insert_clients, insert_mailing, utcnow
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from herald_common.statuses import ALL_STATUSES
+from herald_testing.factories import insert_clients, insert_mailing, utcnow
 
 from .conftest import assert_invalid, insert_message, insert_messages
 
@@ -29,6 +30,7 @@ async def test_stats_of_one_mailing_count_every_status_including_zeros(
         "sending",
         "retrying",
         "deferred",
+        "paused",
         "sent",
         "failed",
         "expired",

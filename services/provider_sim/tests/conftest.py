@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from herald_provider_sim import Faults, SimConfig, make_token, running_simulator
 
 SECRET = "test-secret-of-a-decent-length-0123456789"

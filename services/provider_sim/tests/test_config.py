@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from herald_provider_sim.config import (
     Faults,
     FaultValidationError,

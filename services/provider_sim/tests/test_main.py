@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+
 from herald_provider_sim.tokens import TokenVerifier
 
 COMMAND = [sys.executable, "-m", "herald_provider_sim.main"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
 from herald_provider_sim import SimConfig, make_token, running_simulator
 
 if TYPE_CHECKING:

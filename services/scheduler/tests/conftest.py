@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from herald_common.broker import Publisher, connect
 from herald_common.contracts import DeliveryJob
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import DELIVER_QUEUE, declare_topology
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @pytest.fixture

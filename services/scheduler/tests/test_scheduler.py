@@ -7,14 +7,15 @@ from collections import Counter
 from datetime import timedelta
 
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from herald_common.broker import Publisher
 from herald_common.db import create_engine
 from herald_common.jobs import delivery_jobs
 from herald_common.outbox import add_to_outbox
 from herald_scheduler.scheduler import Scheduler
 from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import drain_jobs, make_settings
 

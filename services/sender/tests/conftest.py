@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from herald_common.broker import Publisher, connect
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import declare_topology
@@ -16,7 +18,6 @@ from herald_sender.provider import ProviderClient
 from herald_sender.recorder import Recorder
 from herald_sender.settings import SenderSettings
 from herald_sender.worker import DeliveryWorker
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 SECRET = "sender-tests-secret"
 

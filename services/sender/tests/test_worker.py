@@ -6,11 +6,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
+from sqlalchemy import text
+
 from herald_common.contracts import DeliveryJob
 from herald_common.rules.backoff import retry_tiers
+from herald_common.rules.breaker import CircuitBreaker, CircuitState
 from herald_common.topology import DELIVER_QUEUE, retry_queue_name
+from herald_sender.slots import Slots
 from herald_testing.factories import insert_clients, insert_mailing, utcnow
-from sqlalchemy import text
 
 from .conftest import Rig
 
@@ -249,3 +252,94 @@ async def test_an_outcome_superseded_by_a_newer_claim_is_not_written(rig: Rig) -
 
     assert (stale, fresh) == (False, True)
     assert [r["status"] for r in await messages(rig)] == ["sent"]
+
+
+async def test_a_refused_token_spends_no_attempt_and_opens_the_circuit(rig: Rig) -> None:
+    mailing_id, ids = await make_messages(rig, 5)
+    await rig.faults(unauthorized=True)
+
+    await asyncio.wait_for(
+        rig.worker.deliver(DeliveryJob(mailing_id=mailing_id, message_ids=ids)), timeout=10
+    )
+
+    rows = await messages(rig)
+    assert {r["status"] for r in rows} == {"retrying"}
+    assert {r["attempts"] for r in rows} == {0}, "a 401 must not spend attempts"
+    assert all("401" in str(r["last_error"]) for r in rows)
+    assert rig.worker._gate.state == CircuitState.OPEN
+    # The provider accepts the token again: the next probe closes the circuit, all are sent.
+    await rig.faults(unauthorized=False)
+    await asyncio.wait_for(
+        rig.worker.deliver(DeliveryJob(mailing_id=mailing_id, message_ids=ids)), timeout=10
+    )
+    rows = await messages(rig)
+    assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 1)] * 5
+    assert rig.worker._gate.state == CircuitState.CLOSED
+
+
+async def test_a_429_pauses_every_replica_and_spends_no_attempt(rig: Rig) -> None:
+    mailing_id, ids = await make_messages(rig, 1)
+    await rig.faults(status_429_ratio=1.0, retry_after_s=2)
+
+    await rig.worker.deliver(DeliveryJob(mailing_id=mailing_id, message_ids=ids))
+
+    [row] = await messages(rig)
+    assert (row["status"], row["attempts"]) == ("retrying", 0)
+    async with rig.engine.connect() as conn:
+        paused_for = await conn.scalar(
+            text("SELECT extract(epoch FROM paused_until - now()) FROM provider_throttle")
+        )
+    assert 1.0 < float(paused_for) <= 2.0
+    # Another replica (a second gate on the same database) waits for the pause too.
+    from herald_sender.gate import ProviderGate
+
+    other = ProviderGate(rig.engine, CircuitBreaker())
+    started = asyncio.get_running_loop().time()
+    await other.admit(10)
+    assert asyncio.get_running_loop().time() - started >= 1.0
+
+
+async def test_many_failures_in_a_row_open_the_circuit_and_hold_the_rest(rig: Rig) -> None:
+    from herald_sender.gate import ProviderGate
+
+    rig.worker._gate = ProviderGate(
+        rig.engine, CircuitBreaker(failure_threshold=3, base_cooldown_s=30)
+    )
+    rig.worker._min_claim = 1
+    rig.worker._slots = Slots(1)  # one call at a time, to count exactly
+    mailing_id, ids = await make_messages(rig, 6)
+    await rig.faults(error_ratio=1.0)
+
+    task = asyncio.create_task(
+        rig.worker.deliver(DeliveryJob(mailing_id=mailing_id, message_ids=ids))
+    )
+    await asyncio.sleep(1.5)
+
+    assert len(await rig.received()) == 3, "no call after the circuit opened"
+    rows = await messages(rig)
+    assert [(r["status"], r["attempts"]) for r in rows[:3]] == [("retrying", 1)] * 3
+    # One was admitted before the circuit opened: claimed, then given back at the hand-off
+    # without spending an attempt. The others are not even claimed while it is open.
+    assert [(r["status"], r["attempts"]) for r in rows[3:]] == [
+        ("retrying", 0),
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    task.cancel()
+
+
+async def test_the_global_rate_limit_spaces_calls(rig: Rig) -> None:
+    from herald_sender.gate import ProviderGate
+
+    rig.worker._gate = ProviderGate(rig.engine, CircuitBreaker(), rate_per_s=20, burst=5)
+    rig.worker._min_claim = 1
+    mailing_id, ids = await make_messages(rig, 25)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    await rig.worker.deliver(DeliveryJob(mailing_id=mailing_id, message_ids=ids))
+
+    elapsed = loop.time() - started
+    # 25 calls at 20/s with a burst of 5: at least (25 - 5) / 20 = 1 s.
+    assert elapsed >= 0.95
+    assert {r["status"] for r in await messages(rig)} == {"sent"}

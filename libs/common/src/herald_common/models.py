@@ -96,6 +96,7 @@ class Mailing(Base):
     fanout_cursor: Mapped[int] = mapped_column(BigInteger, server_default="0")
     fanout_done_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    paused_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
 _status_list = ", ".join(f"'{s.value}'" for s in ALL_STATUSES)
@@ -161,3 +162,13 @@ class MailingProgress(Base):
     mailing_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("mailing.id"), primary_key=True)
     sampled_at: Mapped[datetime] = mapped_column(TZ, primary_key=True)
     done: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProviderThrottle(Base):
+    """Shared by every sender: a GCRA rate limit and a pause (a provider's Retry-After)."""
+
+    __tablename__ = "provider_throttle"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tat: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    paused_until: Mapped[datetime | None] = mapped_column(TZ)

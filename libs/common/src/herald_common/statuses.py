@@ -4,6 +4,7 @@ pending   → a delivery job for the message exists (in the outbox or the broker
 sending   → a sender claimed it and may be talking to the provider (until ``lease_until``)
 retrying  → a transient failure; a job waits in a delayed-retry queue
 deferred  → the client's send window is closed; the scheduler re-queues it at ``next_attempt_at``
+paused    → its mailing is paused; resuming the mailing re-queues it
 sent | failed | expired | cancelled → terminal, never left again
 """
 
@@ -17,6 +18,7 @@ class MessageStatus(StrEnum):
     SENDING = "sending"
     RETRYING = "retrying"
     DEFERRED = "deferred"
+    PAUSED = "paused"
     SENT = "sent"
     FAILED = "failed"
     EXPIRED = "expired"
@@ -28,7 +30,7 @@ TERMINAL_STATUSES: frozenset[MessageStatus] = frozenset(
 )
 # Statuses a message can be stopped in without racing a provider call in flight.
 IDLE_STATUSES: frozenset[MessageStatus] = frozenset(
-    {MessageStatus.PENDING, MessageStatus.RETRYING, MessageStatus.DEFERRED}
+    {MessageStatus.PENDING, MessageStatus.RETRYING, MessageStatus.DEFERRED, MessageStatus.PAUSED}
 )
 ALL_STATUSES: tuple[MessageStatus, ...] = tuple(MessageStatus)
 
@@ -38,4 +40,5 @@ class MailingState(StrEnum):
 
     SCHEDULED = "scheduled"
     RUNNING = "running"
+    PAUSED = "paused"
     FINISHED = "finished"

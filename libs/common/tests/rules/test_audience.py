@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from herald_common.rules.audience import default_operator_code, matches_filter
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from herald_common.rules.backoff import JITTER_FLOOR, RetryDelay, retry_delay, retry_tiers
 
 TIERS = [1000, 2000, 4000, 8000]

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+
 from herald_common.rules.delivery import (
     Action,
     Decision,
@@ -375,3 +376,49 @@ def test_reply_to_decision_end_to_end(
 ) -> None:
     judgement = judge_reply(status, body, retry_after)
     assert plan_after_failure(judgement, 1, MAX_ATTEMPTS, TIERS, 0.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("wait_ms", "jitter", "tier", "delay"),
+    [
+        pytest.param(0, 0.0, 100, 75, id="no-wait-first-tier"),
+        pytest.param(150, 0.0, 200, 150, id="wait-moves-to-covering-tier"),
+        pytest.param(150, 0.999, 200, 200, id="jitter-within-tier"),
+        pytest.param(5_000, 0.0, 800, 800, id="capped-at-last-tier"),
+    ],
+)
+def test_postponed_retry_covers_the_wait(
+    wait_ms: int, jitter: float, tier: int, delay: int
+) -> None:
+    from herald_common.rules.delivery import plan_postponed
+
+    decision = plan_postponed("HTTP 429", wait_ms, [100, 200, 400, 800], jitter)
+    assert decision == Decision(Action.RETRY, "HTTP 429", delay_ms=delay, tier_ms=tier)
+
+
+def test_a_paused_mailing_parks_its_messages_until_its_end() -> None:
+    from herald_common.rules.delivery import plan_delivery
+
+    paused = MessageSnapshot(
+        status="pending",
+        attempts=0,
+        lease_until=None,
+        mailing_deleted=False,
+        client_deleted=False,
+        ends_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
+        window=None,
+        timezone="UTC",
+        mailing_paused=True,
+    )
+    guard = timedelta(milliseconds=500)
+    before_end = datetime(2026, 1, 1, 11, tzinfo=UTC)
+    assert plan_delivery(paused, before_end, guard, 10) == Decision(
+        Action.PAUSE, "the mailing is paused"
+    )
+    assert plan_delivery(paused, datetime(2026, 1, 1, 12, tzinfo=UTC), guard, 10).action == (
+        Action.EXPIRE
+    )
+    deleted = replace(paused, mailing_deleted=True)
+    assert plan_delivery(deleted, before_end, guard, 10).action == Action.CANCEL
+    parked = replace(paused, status="paused")
+    assert plan_delivery(parked, before_end, guard, 10).action == Action.SKIP

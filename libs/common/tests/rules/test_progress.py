@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from herald_common.rules.progress import Progress, Sample, estimate_progress
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

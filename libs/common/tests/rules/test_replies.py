@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from herald_common.rules.replies import (
     BODY_EXCERPT,
     PERMANENT_STATUSES,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from herald_common.rules.windows import SendWindow, is_open, next_opening
 
 DAY = SendWindow(time(9, 0), time(18, 0))

@@ -7,13 +7,13 @@ import signal
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+
 from herald_common.broker import Publisher, connect
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import SCHEDULER_EVENTS_QUEUE, declare_topology
-
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from herald_common.statuses import MessageStatus
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from herald_common.statuses import IDLE_STATUSES, TERMINAL_STATUSES, MessageStatus
+
+IDLE = sorted(s.value for s in IDLE_STATUSES)
+UNSETTLED = sorted(s.value for s in MessageStatus if s not in TERMINAL_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,7 @@ async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
                 """
                 SELECT id, starts_at, fanout_cursor, filter_operator_codes, filter_tags, started_at
                 FROM mailing
-                WHERE deleted_at IS NULL AND fanout_done_at IS NULL
+                WHERE deleted_at IS NULL AND fanout_done_at IS NULL AND paused_at IS NULL
                   AND starts_at <= now() AND ends_at > now()
                 ORDER BY starts_at, id
                 LIMIT 1
@@ -167,19 +171,14 @@ async def expire_ended(conn: AsyncConnection, limit: int) -> int:
             WHERE id IN (
                 SELECT m.id FROM message m JOIN mailing ml ON ml.id = m.mailing_id
                 WHERE ml.finished_at IS NULL AND ml.ends_at <= now()
-                  AND m.status IN (:pending, :retrying, :deferred)
+                  AND m.status = ANY(CAST(:idle AS varchar[]))
+                ORDER BY m.id
                 LIMIT :limit
                 FOR UPDATE OF m SKIP LOCKED
             )
             """
         ),
-        {
-            "expired": MessageStatus.EXPIRED.value,
-            "pending": MessageStatus.PENDING.value,
-            "retrying": MessageStatus.RETRYING.value,
-            "deferred": MessageStatus.DEFERRED.value,
-            "limit": limit,
-        },
+        {"expired": MessageStatus.EXPIRED.value, "idle": IDLE, "limit": limit},
     )
     return result.rowcount
 
@@ -196,17 +195,12 @@ async def finish_settled(conn: AsyncConnection) -> list[int]:
               AND NOT EXISTS (
                   SELECT 1 FROM mailing_message_count c
                   WHERE c.mailing_id = ml.id AND c.count > 0
-                    AND c.status IN (:pending, :sending, :retrying, :deferred)
+                    AND c.status = ANY(CAST(:unsettled AS varchar[]))
               )
             RETURNING ml.id
             """
         ),
-        {
-            "pending": MessageStatus.PENDING.value,
-            "sending": MessageStatus.SENDING.value,
-            "retrying": MessageStatus.RETRYING.value,
-            "deferred": MessageStatus.DEFERRED.value,
-        },
+        {"unsettled": UNSETTLED},
     )
     return [r[0] for r in rows]
 
@@ -227,12 +221,16 @@ async def overview(conn: AsyncConnection) -> Overview:
             text(
                 """
                 SELECT
-                  count(*) FILTER (WHERE finished_at IS NULL AND starts_at > now()),
-                  count(*) FILTER (WHERE finished_at IS NULL AND starts_at <= now()
-                                   AND ends_at > now()),
+                  count(*) FILTER (WHERE finished_at IS NULL AND ends_at > now()
+                                   AND paused_at IS NULL AND starts_at > now()),
+                  count(*) FILTER (WHERE finished_at IS NULL AND ends_at > now()
+                                   AND paused_at IS NULL AND starts_at <= now()),
                   count(*) FILTER (WHERE finished_at IS NOT NULL OR ends_at <= now()),
                   count(*) FILTER (WHERE started_at IS NULL AND ends_at > now()
-                                   AND starts_at <= now() - interval '1 minute')
+                                   AND paused_at IS NULL
+                                   AND starts_at <= now() - interval '1 minute'),
+                  count(*) FILTER (WHERE finished_at IS NULL AND ends_at > now()
+                                   AND paused_at IS NOT NULL)
                 FROM mailing WHERE deleted_at IS NULL
                 """
             )
@@ -250,7 +248,12 @@ async def overview(conn: AsyncConnection) -> Overview:
     )
     outbox = await conn.scalar(text("SELECT count(*) FROM outbox"))
     return Overview(
-        mailings={"scheduled": mailings[0], "running": mailings[1], "finished": mailings[2]},
+        mailings={
+            "scheduled": mailings[0],
+            "running": mailings[1],
+            "paused": mailings[4],
+            "finished": mailings[2],
+        },
         overdue=mailings[3],
         active_messages={status: int(count) for status, count in active},
         outbox=int(outbox or 0),

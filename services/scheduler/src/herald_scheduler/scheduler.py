@@ -13,14 +13,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 from herald_common.broker import Outgoing, Publisher
 from herald_common.db import with_retries
 from herald_common.jobs import delivery_jobs, group_by_mailing
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.outbox import add_to_outbox, publish_written, relay_stale
 from herald_common.statuses import MessageStatus
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from herald_scheduler import metrics, planning
 from herald_scheduler.settings import SchedulerSettings
 

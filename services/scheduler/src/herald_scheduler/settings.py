@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from herald_common.settings import HeraldSettings, RetrySettings
 from pydantic import Field
+
+from herald_common.settings import HeraldSettings, RetrySettings
 
 
 class SchedulerSettings(HeraldSettings, RetrySettings):

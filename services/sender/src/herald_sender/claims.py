@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from herald_common.rules.delivery import Action, Decision, MessageSnapshot, plan_delivery
 from herald_common.rules.windows import SendWindow
 from herald_common.statuses import MessageStatus
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ STATUS_OF = {
     Action.FAIL: MessageStatus.FAILED,
     Action.DEFER: MessageStatus.DEFERRED,
     Action.SEND: MessageStatus.SENDING,
+    Action.PAUSE: MessageStatus.PAUSED,
 }
 
 _SELECT = text(
@@ -55,7 +57,8 @@ _SELECT = text(
     SELECT m.id, m.mailing_id, m.client_id, m.status, m.attempts, m.lease_until,
            c.phone, c.timezone, c.deleted_at IS NOT NULL AS client_deleted,
            ml.text, ml.ends_at, ml.window_start, ml.window_end,
-           ml.deleted_at IS NOT NULL AS mailing_deleted
+           ml.deleted_at IS NOT NULL AS mailing_deleted,
+           ml.paused_at IS NOT NULL AS mailing_paused
     FROM message m
     JOIN client c ON c.id = m.client_id
     JOIN mailing ml ON ml.id = m.mailing_id
@@ -107,6 +110,7 @@ async def claim(
             ends_at=r.ends_at,
             window=window,
             timezone=r.timezone,
+            mailing_paused=r.mailing_paused,
         )
         decision = plan_delivery(snapshot, now, guard, max_attempts)
         if decision.action == Action.SEND:

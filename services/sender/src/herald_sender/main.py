@@ -6,13 +6,15 @@ import asyncio
 import signal
 
 import structlog
+
 from herald_common.broker import Publisher, connect
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
+from herald_common.rules.breaker import CircuitBreaker
 from herald_common.topology import DELIVER_QUEUE, declare_topology
-
+from herald_sender.gate import ProviderGate
 from herald_sender.provider import ProviderClient
 from herald_sender.recorder import Recorder
 from herald_sender.settings import SenderSettings
@@ -45,7 +47,17 @@ async def serve(settings: SenderSettings) -> None:
         connect_timeout_s=settings.provider_connect_timeout_s,
         timeout_s=settings.provider_timeout_s,
     ) as provider:
-        worker = DeliveryWorker(engine, provider, recorder, settings)
+        gate = ProviderGate(
+            engine,
+            CircuitBreaker(
+                failure_threshold=settings.breaker_failures,
+                base_cooldown_s=settings.breaker_cooldown_s,
+                max_cooldown_s=settings.breaker_max_cooldown_s,
+            ),
+            rate_per_s=settings.rate_limit_per_s,
+            burst=settings.rate_limit_burst,
+        )
+        worker = DeliveryWorker(engine, provider, recorder, settings, gate)
         queue = await channel.get_queue(DELIVER_QUEUE)
         tag = await queue.consume(worker.on_message)
         log.info("sender_started", concurrency=settings.sender_concurrency)

@@ -34,3 +34,21 @@ OUTCOME_BATCH = Histogram(
     "Outcomes written per transaction.",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+CIRCUIT_STATE = Gauge(
+    "herald_provider_circuit_state",
+    "1 for the state this replica's provider circuit is in: closed, open or half_open.",
+    ["state"],
+)
+CIRCUIT_OPENED = Counter(
+    "herald_provider_circuit_opened",
+    "Times the circuit opened: auth (401/403) or failures (too many failed calls in a row).",
+    ["reason"],
+)
+THROTTLED = Counter(
+    "herald_provider_throttled", "429 replies: every replica paused for their Retry-After."
+)
+POSTPONED = Counter(
+    "herald_messages_postponed",
+    "Messages sent back to wait without spending an attempt: auth, throttled, circuit_open.",
+    ["reason"],
+)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+
 from herald_common.rules.replies import ReplyJudgement, Verdict, judge_reply
 
 MAX_BODY_BYTES = 64 * 1024

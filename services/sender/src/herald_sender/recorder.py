@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-from herald_common.broker import Outgoing, Publisher
-from herald_common.outbox import add_to_outbox, publish_written
-from herald_common.statuses import MessageStatus
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from herald_common.broker import Outgoing, Publisher
+from herald_common.outbox import add_to_outbox, publish_written
+from herald_common.statuses import MessageStatus
 from herald_sender import metrics
 
 log = structlog.get_logger()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from herald_common.settings import HeraldSettings, RetrySettings
 from pydantic import Field, SecretStr
+
+from herald_common.settings import HeraldSettings, RetrySettings
 
 
 class SenderSettings(HeraldSettings, RetrySettings):
@@ -32,5 +33,16 @@ class SenderSettings(HeraldSettings, RetrySettings):
         gt=0,
         description="How long a claimed message stays ours before the scheduler re-queues it.",
     )
+    rate_limit_per_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Provider calls per second for all replicas together; 0: no limit.",
+    )
+    rate_limit_burst: int = Field(default=50, ge=1, le=100_000)
+    breaker_failures: int = Field(
+        default=20, ge=1, description="Failed calls in a row that open the circuit."
+    )
+    breaker_cooldown_s: float = Field(default=1.0, gt=0, le=600)
+    breaker_max_cooldown_s: float = Field(default=60.0, gt=0, le=3600)
     record_batch_size: int = Field(default=500, ge=1, le=10_000)
     record_interval_ms: float = Field(default=5.0, ge=0, le=1_000)

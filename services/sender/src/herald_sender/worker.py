@@ -14,20 +14,27 @@ from functools import partial
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from herald_common.contracts import DeliveryJob
 from herald_common.db import with_retries
 from herald_common.jobs import retry_job
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.rules.backoff import retry_tiers
-from herald_common.rules.delivery import Action, check_handoff, plan_after_failure
+from herald_common.rules.breaker import CircuitBreaker, CircuitState
+from herald_common.rules.delivery import (
+    Action,
+    check_handoff,
+    plan_after_failure,
+    plan_postponed,
+)
 from herald_common.rules.replies import ReplyJudgement, Verdict
 from herald_common.statuses import MessageStatus
-from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from herald_sender import metrics
 from herald_sender.claims import STATUS_OF, Claimed, Settled, claim
+from herald_sender.gate import ProviderGate
 from herald_sender.provider import CallResult, ProviderClient
 from herald_sender.recorder import Outcome, Recorder
 from herald_sender.settings import SenderSettings
@@ -42,6 +49,7 @@ _SETTLED_LOG = {
     Action.FAIL: "message_failed",
     Action.DEFER: "message_deferred",
     Action.SKIP: "message_skipped",
+    Action.PAUSE: "message_paused",
 }
 
 
@@ -56,8 +64,10 @@ class DeliveryWorker:
         provider: ProviderClient,
         recorder: Recorder,
         settings: SenderSettings,
+        gate: ProviderGate | None = None,
     ) -> None:
         self._engine = engine
+        self._gate = gate or ProviderGate(engine, CircuitBreaker())
         self._provider = provider
         self._recorder = recorder
         self._settings = settings
@@ -123,17 +133,26 @@ class DeliveryWorker:
         sends: list[asyncio.Task[None]] = []
         try:
             while pending:
-                taken = await self._slots.take(len(pending), self._min_claim)
+                admission = await self._gate.admit(len(pending))
+                taken = await self._slots.take(
+                    admission.count, min(self._min_claim, admission.count)
+                )
                 batch, pending = pending[:taken], pending[taken:]
                 try:
                     claimed, settled = await with_retries(partial(self._claim, batch))
                 except BaseException:
                     await self._slots.give(taken)
+                    if admission.probe:
+                        self._gate.cancel_probe()
                     raise
+                if admission.probe and not claimed:
+                    self._gate.cancel_probe()
                 await self._slots.give(taken - len(claimed))
                 MESSAGE_TRANSITIONS.labels(MessageStatus.SENDING).inc(len(claimed))
                 self._log_settled(settled)
-                sends += [asyncio.create_task(self._send_one(msg)) for msg in claimed]
+                sends += [
+                    asyncio.create_task(self._send_one(msg, admission.probe)) for msg in claimed
+                ]
         finally:
             # Even if a later claim failed, the calls already started are seen through.
             if sends:
@@ -164,20 +183,27 @@ class DeliveryWorker:
                 until=item.decision.until.isoformat() if item.decision.until else None,
             )
 
-    async def _send_one(self, msg: Claimed) -> None:
+    async def _send_one(self, msg: Claimed, probe: bool = False) -> None:
         """Runs holding one slot, taken before the claim and given back once the outcome is
         committed: a slot covers everything a crash could leave unrecorded, so the provider
         sees a message twice at most once per slot of a killed sender."""
         try:
-            await self._deliver_one(msg)
+            await self._deliver_one(msg, probe)
         finally:
             await self._slots.give()
 
-    async def _deliver_one(self, msg: Claimed) -> None:
+    async def _deliver_one(self, msg: Claimed, probe: bool) -> None:
         ids = {"message_id": msg.id, "mailing_id": msg.mailing_id, "client_id": msg.client_id}
+        blocked_s = self._gate.blocked_for_s(probe)
+        if blocked_s > 0:
+            # The gate closed after this message was claimed: give it back untouched.
+            reason = "circuit_open" if self._gate.state != CircuitState.CLOSED else "throttled"
+            await self._postpone(msg, ids, reason, blocked_s)
+            return
         result = await self._call(msg, ids)
         if result is None:
             return
+        await self._gate.after_call(result, probe)
         log.info(
             "provider_call",
             **ids,
@@ -188,6 +214,11 @@ class DeliveryWorker:
             reason=result.judgement.reason if result.judgement.verdict != Verdict.SENT else None,
             body=result.body_excerpt,
         )
+        if result.http_status in (401, 403, 429):
+            reason = "throttled" if result.http_status == 429 else "auth"
+            wait_s = result.judgement.retry_after_s or self._gate.blocked_for_s(probe=False)
+            await self._postpone(msg, ids, reason, wait_s, result.judgement.reason)
+            return
         outcome = self._outcome_of(msg, result.judgement)
         applied = await self._recorder.record(outcome)
         if applied:
@@ -233,6 +264,45 @@ class DeliveryWorker:
         metrics.PROVIDER_CALLS.labels(result.outcome).inc()
         metrics.PROVIDER_LATENCY.labels(result.outcome).observe(result.latency_ms / 1000)
         return result
+
+    async def _postpone(
+        self,
+        msg: Claimed,
+        ids: dict[str, int],
+        reason: str,
+        wait_s: float,
+        detail: str | None = None,
+    ) -> None:
+        """Back to the retry queues without spending an attempt."""
+        decision = plan_postponed(
+            detail or reason, round(wait_s * 1000), self._tiers, self._random.random()
+        )
+        assert decision.delay_ms is not None
+        assert decision.tier_ms is not None
+        outcome = Outcome(
+            msg.id,
+            msg.attempts,
+            MessageStatus.RETRYING,
+            msg.attempts - 1,
+            error=decision.reason,
+            next_attempt_at=utcnow() + timedelta(milliseconds=decision.delay_ms),
+            retry=retry_job(msg.mailing_id, msg.id, decision.tier_ms, decision.delay_ms),
+            retry_tier_ms=decision.tier_ms,
+        )
+        applied = await self._recorder.record(outcome)
+        if applied:
+            metrics.POSTPONED.labels(reason).inc()
+            MESSAGE_TRANSITIONS.labels(MessageStatus.RETRYING).inc()
+        log.info(
+            "message_postponed",
+            **ids,
+            reason=reason,
+            detail=detail,
+            next_attempt_at=outcome.next_attempt_at.isoformat()
+            if outcome.next_attempt_at
+            else None,
+            recorded=applied,
+        )
 
     def _outcome_of(self, msg: Claimed, judgement: ReplyJudgement) -> Outcome:
         now = utcnow()

@@ -22,6 +22,7 @@ class Action(StrEnum):
     DEFER = "defer"
     FAIL = "fail"
     RETRY = "retry"
+    PAUSE = "pause"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class MessageSnapshot:
     ends_at: datetime
     window: SendWindow | None
     timezone: str
+    mailing_paused: bool = False
 
 
 CLAIMABLE = frozenset({MessageStatus.PENDING, MessageStatus.RETRYING})
@@ -88,6 +90,8 @@ def plan_delivery(
         return Decision(Action.CANCEL, "the mailing was deleted")
     if msg.client_deleted:
         return Decision(Action.CANCEL, "the client was deleted")
+    if msg.mailing_paused and now < msg.ends_at:
+        return Decision(Action.PAUSE, "the mailing is paused")
     if msg.attempts >= max_attempts:
         return Decision(Action.FAIL, f"gave up after {msg.attempts} attempts")
     return check_handoff(msg.ends_at, msg.window, msg.timezone, now, guard)
@@ -108,3 +112,10 @@ def plan_after_failure(
     at_least_ms = round(judgement.retry_after_s * 1000) if judgement.retry_after_s else 0
     delay = retry_delay(attempts, tiers, jitter, at_least_ms)
     return Decision(Action.RETRY, judgement.reason, delay_ms=delay.delay_ms, tier_ms=delay.tier_ms)
+
+
+def plan_postponed(reason: str, wait_ms: int, tiers: list[int], jitter: float) -> Decision:
+    """Try again later without spending an attempt: the provider refused our token, asked us
+    to slow down (429), or the circuit is open. The delay covers at least ``wait_ms``."""
+    delay = retry_delay(1, tiers, jitter, max(wait_ms, 0))
+    return Decision(Action.RETRY, reason, delay_ms=delay.delay_ms, tier_ms=delay.tier_ms)

@@ -8,10 +8,16 @@ from herald_common.statuses import MailingState
 
 
 def mailing_state(
-    now: datetime, starts_at: datetime, ends_at: datetime, finished_at: datetime | None
+    now: datetime,
+    starts_at: datetime,
+    ends_at: datetime,
+    finished_at: datetime | None,
+    paused_at: datetime | None = None,
 ) -> MailingState:
     if finished_at is not None or now >= ends_at:
         return MailingState.FINISHED
+    if paused_at is not None:
+        return MailingState.PAUSED
     if now < starts_at:
         return MailingState.SCHEDULED
     return MailingState.RUNNING

@@ -7,10 +7,6 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query, Response, status
-from herald_common.contracts import MailingEventKind
-from herald_common.metrics import MESSAGE_TRANSITIONS
-from herald_common.models import Mailing
-from herald_common.statuses import MailingState, MessageStatus
 
 from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES
@@ -22,10 +18,15 @@ from herald_api.mailings.schemas import (
     MailingRead,
     MailingUpdate,
     MessageRead,
+    RetryFailedResult,
 )
 from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
 from herald_api.validation import EntityId
+from herald_common.contracts import MailingEventKind
+from herald_common.metrics import MESSAGE_TRANSITIONS
+from herald_common.models import Mailing
+from herald_common.statuses import MailingState, MessageStatus
 
 log = structlog.get_logger()
 router = APIRouter(prefix="/mailings", tags=["mailings"], responses=ERROR_RESPONSES)
@@ -113,6 +114,35 @@ async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
     mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
     _announce(uow, "deleted", mailing, cancelled=cancelled)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{mailing_id}/pause", summary="Pause a mailing")
+async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
+    """Stop handing this mailing's messages to the provider (calls already under way finish).
+    Its messages wait as `paused`; the end still applies. Pausing a paused mailing changes
+    nothing; an ended one is 409."""
+    mailing = await service.pause_mailing(uow.session, mailing_id, _now())
+    _announce(uow, "updated", mailing, action="paused")
+    return service.to_read(mailing, _now())
+
+
+@router.post("/{mailing_id}/resume", summary="Resume a paused mailing")
+async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
+    """Queue every paused message again, once: nobody is skipped or sent twice. Resuming a
+    mailing that is not paused changes nothing; an ended one is 409."""
+    mailing = await service.resume_mailing(uow.session, mailing_id, _now())
+    _announce(uow, "updated", mailing, action="resumed")
+    return service.to_read(mailing, _now())
+
+
+@router.post("/{mailing_id}/retry-failed", summary="Send the failed messages again")
+async def retry_failed(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
+    """Give every `failed` message of the mailing a new round of attempts (before its end;
+    after it, 409). Sent, expired and cancelled messages are not touched."""
+    moved = await service.retry_failed(uow.session, mailing_id, _now())
+    mailing = await service.get_mailing(uow.session, mailing_id)
+    _announce(uow, "updated", mailing, action="retry_failed", requeued=moved)
+    return RetryFailedResult(requeued=moved)
 
 
 @router.get("/{mailing_id}/stats", summary="Statistics of one mailing")

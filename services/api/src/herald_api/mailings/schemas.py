@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Annotated, Any, Self
 
-from herald_common.statuses import ALL_STATUSES, MailingState
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from herald_api.validation import (
@@ -15,6 +14,7 @@ from herald_api.validation import (
     Tag,
     UtcDatetime,
 )
+from herald_common.statuses import ALL_STATUSES, MailingState
 
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
@@ -125,6 +125,11 @@ class MailingRead(BaseModel):
     updated_at: datetime
     started_at: datetime | None = Field(description="When the fan-out began.")
     finished_at: datetime | None
+    paused_at: datetime | None = Field(default=None, description="Set while paused.")
+
+
+class RetryFailedResult(BaseModel):
+    requeued: int = Field(description="Failed messages given a new round of attempts.")
 
 
 StatusCounts = Annotated[

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from herald_common.errors import InvalidInput, MailingStarted, NotFound
-from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
-from herald_common.rules.mailings import has_started, mailing_state
-from herald_common.rules.progress import Sample, estimate_progress
-from herald_common.statuses import (
-    ALL_STATUSES,
-    IDLE_STATUSES,
-    TERMINAL_STATUSES,
-    MailingState,
-    MessageStatus,
-)
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +19,17 @@ from herald_api.mailings.schemas import (
     ProgressRead,
     SendWindow,
     StatsTotals,
+)
+from herald_common.errors import Conflict, InvalidInput, MailingStarted, NotFound
+from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
+from herald_common.rules.mailings import has_started, mailing_state
+from herald_common.rules.progress import Sample, estimate_progress
+from herald_common.statuses import (
+    ALL_STATUSES,
+    IDLE_STATUSES,
+    TERMINAL_STATUSES,
+    MailingState,
+    MessageStatus,
 )
 
 # Rates are measured against the progress sample nearest a minute ago, at least 10 s old.
@@ -46,11 +47,18 @@ def to_read(mailing: Mailing, now: datetime) -> MailingRead:
             operator_codes=mailing.filter_operator_codes, tags=mailing.filter_tags
         ),
         send_window=SendWindow.from_times(mailing.window_start, mailing.window_end),
-        state=mailing_state(now, mailing.starts_at, mailing.ends_at, mailing.finished_at),
+        state=_state(mailing, now),
         created_at=mailing.created_at,
         updated_at=mailing.updated_at,
         started_at=mailing.started_at,
         finished_at=mailing.finished_at,
+        paused_at=mailing.paused_at,
+    )
+
+
+def _state(mailing: Mailing, now: datetime) -> MailingState:
+    return mailing_state(
+        now, mailing.starts_at, mailing.ends_at, mailing.finished_at, mailing.paused_at
     )
 
 
@@ -158,15 +166,102 @@ async def list_mailings(
         .order_by(Mailing.id)
         .limit(limit)
     )
+    live = (Mailing.ends_at > now) & Mailing.finished_at.is_(None)
     if state == MailingState.SCHEDULED:
-        query = query.where(Mailing.starts_at > now, Mailing.finished_at.is_(None))
+        query = query.where(live, Mailing.paused_at.is_(None), Mailing.starts_at > now)
     elif state == MailingState.RUNNING:
-        query = query.where(
-            Mailing.starts_at <= now, Mailing.ends_at > now, Mailing.finished_at.is_(None)
-        )
+        query = query.where(live, Mailing.paused_at.is_(None), Mailing.starts_at <= now)
+    elif state == MailingState.PAUSED:
+        query = query.where(live, Mailing.paused_at.is_not(None))
     elif state == MailingState.FINISHED:
         query = query.where((Mailing.ends_at <= now) | Mailing.finished_at.is_not(None))
     return list((await session.scalars(query)).all())
+
+
+def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
+    # The end, not "finished": a mailing whose messages are all settled may still retry.
+    if now >= mailing.ends_at:
+        raise Conflict(f"mailing {mailing.id} has ended: it cannot {action}")
+
+
+async def _move_messages(
+    session: AsyncSession,
+    mailing_id: int,
+    from_statuses: Iterable[MessageStatus],
+    to: MessageStatus,
+    **values: object,
+) -> int:
+    """Move a mailing's messages between idle statuses, locking rows in id order like senders."""
+    ids = (
+        select(Message.id)
+        .where(Message.mailing_id == mailing_id, Message.status.in_(list(from_statuses)))
+        .order_by(Message.id)
+        .with_for_update()
+    )
+    result = await session.execute(
+        update(Message)
+        .where(Message.id.in_(ids.scalar_subquery()))
+        .values(status=to, updated_at=func.now(), **values)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def pause_mailing(session: AsyncSession, mailing_id: int, now: datetime) -> Mailing:
+    """Nothing more is handed to the provider; calls already under way finish."""
+    mailing = await get_mailing(session, mailing_id, lock=True)
+    _ensure_not_over(mailing, now, "be paused")
+    if mailing.paused_at is None:
+        mailing.paused_at = func.now()
+        mailing.updated_at = func.now()
+        await _move_messages(
+            session,
+            mailing.id,
+            (MessageStatus.PENDING, MessageStatus.RETRYING, MessageStatus.DEFERRED),
+            MessageStatus.PAUSED,
+            next_attempt_at=None,
+        )
+        await session.flush()
+        await session.refresh(mailing)
+    return mailing
+
+
+async def resume_mailing(session: AsyncSession, mailing_id: int, now: datetime) -> Mailing:
+    """Everyone paused is queued again, once: the scheduler re-queues them within a second."""
+    mailing = await get_mailing(session, mailing_id, lock=True)
+    _ensure_not_over(mailing, now, "be resumed")
+    if mailing.paused_at is not None:
+        mailing.paused_at = None
+        mailing.updated_at = func.now()
+        await _move_messages(
+            session,
+            mailing.id,
+            (MessageStatus.PAUSED,),
+            MessageStatus.DEFERRED,
+            next_attempt_at=func.now(),
+        )
+        await session.flush()
+        await session.refresh(mailing)
+    return mailing
+
+
+async def retry_failed(session: AsyncSession, mailing_id: int, now: datetime) -> int:
+    """Give the failed messages a new round of attempts, before the mailing's end."""
+    mailing = await get_mailing(session, mailing_id, lock=True)
+    _ensure_not_over(mailing, now, "retry messages")
+    paused = mailing.paused_at is not None
+    moved = await _move_messages(
+        session,
+        mailing.id,
+        (MessageStatus.FAILED,),
+        MessageStatus.PAUSED if paused else MessageStatus.DEFERRED,
+        attempts=0,
+        next_attempt_at=None if paused else func.now(),
+    )
+    if moved and mailing.finished_at is not None:
+        mailing.finished_at = None  # it has work again
+    mailing.updated_at = func.now()
+    await session.flush()
+    return moved
 
 
 def _empty_counts() -> dict[str, int]:
@@ -189,7 +284,7 @@ async def _counts(session: AsyncSession, mailing_ids: list[int]) -> dict[int, di
 def _stats(mailing: Mailing, counts: dict[str, int], now: datetime) -> MailingStats:
     return MailingStats(
         id=mailing.id,
-        state=mailing_state(now, mailing.starts_at, mailing.ends_at, mailing.finished_at),
+        state=_state(mailing, now),
         starts_at=mailing.starts_at,
         ends_at=mailing.ends_at,
         total=sum(counts.values()),

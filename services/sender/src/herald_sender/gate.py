@@ -1,0 +1,179 @@
+"""What stands between the senders and the provider.
+
+- A circuit breaker per replica (``rules/breaker.py``): a failing or token-refusing provider
+  gets one probe call per cooldown from each replica, not a flood.
+- A throttle shared by every replica, in PostgreSQL: a 429's ``Retry-After`` pauses them all,
+  and an optional global rate limit (``HERALD_RATE_LIMIT_PER_S``) is enforced as a GCRA over
+  one row, so replicas together never exceed it.
+
+Waiting happens before messages are claimed, so nothing claimed waits here; messages claimed
+just before the gate closed are postponed without spending an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from herald_common.rules.breaker import CallKind, CircuitBreaker, CircuitState
+from herald_sender import metrics
+from herald_sender.provider import CallResult
+
+log = structlog.get_logger()
+
+THROTTLE = "provider"
+REFRESH_S = 1.0
+DEFAULT_RETRY_AFTER_S = 1.0
+MAX_NAP_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    count: int
+    probe: bool
+
+
+def kind_of(result: CallResult) -> CallKind | None:
+    """How a call counts for the breaker; None for a 429 (alive, but asking us to slow down)."""
+    if result.http_status in (401, 403):
+        return CallKind.AUTH
+    if result.http_status == 429:
+        return None
+    if result.outcome in ("sent", "permanent"):
+        return CallKind.SUCCESS
+    return CallKind.FAILURE
+
+
+class ProviderGate:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        breaker: CircuitBreaker,
+        rate_per_s: float = 0.0,
+        burst: int = 50,
+    ) -> None:
+        self._engine = engine
+        self._breaker = breaker
+        self._rate = rate_per_s
+        self._burst = burst
+        self._burst_s = burst / rate_per_s if rate_per_s else 0.0
+        self._paused_until = 0.0  # epoch seconds, from the shared row
+        self._refreshed_at = 0.0
+        self._publish_state()
+
+    @property
+    def state(self) -> CircuitState:
+        return self._breaker.state
+
+    async def admit(self, wanted: int) -> Admission:
+        """Wait until calls may start; then how many (one while probing a half-open circuit)."""
+        while True:
+            now = time.time()
+            await self._refresh(now)
+            if self._paused_until > now:
+                await asyncio.sleep(min(self._paused_until - now, MAX_NAP_S))
+                continue
+            permit = self._breaker.permit(time.monotonic())
+            self._publish_state()
+            if not permit.allowed:
+                await asyncio.sleep(min(permit.wait_s, MAX_NAP_S))
+                continue
+            count = 1 if permit.probe else wanted
+            if self._rate:
+                # A grant never exceeds the burst, so no replica runs ahead of the rate.
+                count = min(count, self._burst)
+                wait = await self._take_tokens(count)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            return Admission(count, permit.probe)
+
+    def cancel_probe(self) -> None:
+        self._breaker.cancel_probe()
+
+    def blocked_for_s(self, probe: bool) -> float:
+        """At hand-off: how long this call must wait (0: go). Probes pass an open circuit."""
+        now = time.time()
+        if self._paused_until > now:
+            return self._paused_until - now
+        if probe or self._breaker.state == CircuitState.CLOSED:
+            return 0.0
+        return max(self._breaker.open_until - time.monotonic(), self._breaker.base_cooldown_s)
+
+    async def after_call(self, result: CallResult, probe: bool) -> None:
+        kind = kind_of(result)
+        if kind is None:
+            await self.pause_all(result.judgement.retry_after_s or DEFAULT_RETRY_AFTER_S)
+            if probe:
+                self._breaker.cancel_probe()
+            return
+        opened = self._breaker.record(time.monotonic(), kind, probe)
+        self._publish_state()
+        if opened:
+            reason = "auth" if kind == CallKind.AUTH else "failures"
+            metrics.CIRCUIT_OPENED.labels(reason).inc()
+            log.error(
+                "provider_circuit_opened",
+                reason=self._breaker.reason,
+                cooldown_s=self._breaker.cooldown_s,
+                http_status=result.http_status,
+            )
+        elif probe and self._breaker.state == CircuitState.CLOSED:
+            log.warning("provider_circuit_closed", http_status=result.http_status)
+
+    async def pause_all(self, seconds: float) -> None:
+        """Every replica holds its calls for ``seconds`` (a provider's Retry-After)."""
+        metrics.THROTTLED.inc()
+        async with self._engine.begin() as conn:
+            until = await conn.scalar(
+                text(
+                    """
+                    UPDATE provider_throttle SET paused_until = greatest(
+                        coalesce(paused_until, now()), now() + make_interval(secs => :s))
+                    WHERE name = :name
+                    RETURNING extract(epoch FROM paused_until)
+                    """
+                ),
+                {"s": seconds, "name": THROTTLE},
+            )
+        self._paused_until = max(self._paused_until, float(until or 0))
+        log.warning("provider_asked_to_slow_down", pause_s=seconds)
+
+    async def _refresh(self, now: float) -> None:
+        if now - self._refreshed_at < REFRESH_S:
+            return
+        self._refreshed_at = now
+        async with self._engine.connect() as conn:
+            until = await conn.scalar(
+                text(
+                    "SELECT extract(epoch FROM paused_until) FROM provider_throttle "
+                    "WHERE name = :name"
+                ),
+                {"name": THROTTLE},
+            )
+        self._paused_until = float(until or 0)
+
+    async def _take_tokens(self, count: int) -> float:
+        """GCRA over the shared row: seconds to wait before ``count`` calls may start."""
+        async with self._engine.begin() as conn:
+            ahead = await conn.scalar(
+                text(
+                    """
+                    UPDATE provider_throttle
+                    SET tat = greatest(tat, now()) + make_interval(secs => :cost)
+                    WHERE name = :name
+                    RETURNING extract(epoch FROM tat - now())
+                    """
+                ),
+                {"cost": count / self._rate, "name": THROTTLE},
+            )
+        # Conforming while the theoretical arrival time stays within one burst of now.
+        return max(float(ahead or 0) - self._burst_s, 0.0)
+
+    def _publish_state(self) -> None:
+        for state in CircuitState:
+            metrics.CIRCUIT_STATE.labels(state.value).set(1 if self._breaker.state == state else 0)
