@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from herald_devstack.admin import BrokerAdmin, DatabaseAdmin
 from herald_devstack.processes import ProcessGroup
 from herald_testing.stack import HeraldStack

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from herald_testing.stack import bulk_clients, db_status_counts, wait_until
 
 from .conftest import StackFactory

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from herald_testing.stack import API_TOKEN, SIM_SECRET, HeraldStack, create_clients
 
 from .conftest import StackFactory

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from herald_testing.stack import HeraldStack, create_clients, db_status_counts, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -25,14 +25,15 @@ import aio_pika
 import pytest
 import pytest_asyncio
 import yaml
+from prometheus_client import REGISTRY, Metric
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.parser import text_string_to_metric_families
+
 from herald_common.rules.backoff import retry_tiers
 from herald_common.rules.replies import Verdict
 from herald_common.settings import RetrySettings
 from herald_common.statuses import MailingState, MessageStatus
 from herald_common.topology import declare_topology
-from prometheus_client import REGISTRY, Metric
-from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = REPO / "deploy" / "monitoring" / "prometheus.yml"

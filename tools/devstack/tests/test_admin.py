@@ -1,6 +1,7 @@
 import uuid
 
 import psycopg
+
 from herald_devstack.admin import BrokerAdmin, DatabaseAdmin, ExternalPostgres, ExternalRabbitMQ
 from herald_devstack.rabbitmq_api import ManagementClient
 

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from herald_devstack.errors import DevstackError
 from herald_devstack.plan import plan_services, plan_stack
 

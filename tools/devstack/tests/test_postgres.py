@@ -6,6 +6,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from herald_devstack.errors import PermissionProblemError
 from herald_devstack.postgres import PostgresServer
 from herald_devstack.probes import is_port_free

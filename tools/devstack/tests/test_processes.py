@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from herald_devstack.errors import ProcessExitedError
 from herald_devstack.probes import free_port
 from herald_devstack.processes import (

@@ -3,6 +3,7 @@ import tempfile
 from pathlib import Path
 
 import aio_pika
+
 from herald_devstack.probes import is_port_free, port_accepts
 from herald_devstack.processes import find_marked_processes
 from herald_devstack.rabbitmq import RabbitMQServer

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from herald_devstack.cli import main
 from herald_devstack.console import Console
 from herald_devstack.errors import DevstackError

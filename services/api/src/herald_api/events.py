@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 import structlog
 from aio_pika.abc import AbstractRobustConnection
+
+from herald_api import metrics
 from herald_common.broker import Outgoing, Publisher, connect
 from herald_common.contracts import MailingEvent, MailingEventKind
 from herald_common.topology import EVENTS_EXCHANGE, declare_topology, mailing_event_routing_key
-
-from herald_api import metrics
 
 log = structlog.get_logger()
 PUBLISH_TIMEOUT_S = 2.0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+
 from herald_devstack.processes import ManagedProcess, ProcessGroup
 from herald_provider_sim import make_token
 
