@@ -73,3 +73,24 @@ def test_scheduler_killed_mid_fan_out(stack_factory: StackFactory) -> None:
     sim = stack.sim_stats()
     assert sim["distinct_accepted"] == 20_000
     assert sim["duplicates_accepted_count"] == 0
+
+
+def test_sigterm_to_a_sender_mid_mailing_drains_and_loses_nothing(
+    stack_factory: StackFactory,
+) -> None:
+    """Graceful shutdown: stop consuming, finish what is in hand, exit 0 — no duplicates."""
+    stack = stack_factory(senders=2, HERALD_SENDER_CONCURRENCY="20")
+    bulk_clients(stack, 79_800_000_000, 2_000, "sigterm")
+    stack.faults(latency_ms=50)
+    mailing_id = start_mailing(stack, "sigterm")
+    wait_until(lambda: stack.sim_stats()["accepted"] >= 300, 60, 0.05, "mailing under way")
+
+    sender = stack.group["sender-1"]
+    assert sender.terminate(timeout=30) == 0, sender.tail()
+    assert "sender_stopped" in sender.output()
+
+    stats = stack.wait_settled(mailing_id, 2_000, timeout=120)
+    assert stats["by_status"]["sent"] == 2_000
+    sim = stack.sim_stats()
+    assert sim["distinct_accepted"] == 2_000
+    assert sim["duplicates_accepted_count"] == 0
