@@ -6,27 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from herald_testing.stack import HeraldStack, bulk_clients, wait_until
+from herald_testing.stack import bulk_clients, wait_until
 
 from .conftest import StackFactory
 
 pytestmark = pytest.mark.e2e
-
-
-def start_mailing(stack: HeraldStack, tag: str) -> int:
-    now = datetime.now(UTC)
-    response = stack.api.post(
-        "/mailings",
-        json={
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(minutes=10)).isoformat(),
-            "text": f"controls {tag}",
-            "filter": {"tags": [tag]},
-        },
-    )
-    assert response.status_code == 201, response.text
-    mailing_id: int = response.json()["id"]
-    return mailing_id
 
 
 def test_pause_then_resume_across_a_sender_crash_skips_and_repeats_nobody(
@@ -35,7 +19,7 @@ def test_pause_then_resume_across_a_sender_crash_skips_and_repeats_nobody(
     stack = stack_factory(senders=2, HERALD_SENDER_CONCURRENCY="5", HERALD_LEASE_S="3")
     bulk_clients(stack, 79_700_000_000, 300, "pause")
     stack.faults(latency_ms=100)
-    mailing_id = start_mailing(stack, "pause")
+    mailing_id = stack.start_mailing("pause")
     wait_until(lambda: stack.sim_stats()["accepted"] >= 30, 30, 0.05, "mailing under way")
 
     assert stack.api.post(f"/mailings/{mailing_id}/pause").json()["state"] == "paused"
@@ -72,7 +56,7 @@ def test_retry_failed_sends_the_failed_messages_again(stack_factory: StackFactor
     stack = stack_factory(senders=1, HERALD_MAX_ATTEMPTS="2", HERALD_BREAKER_FAILURES="100000")
     bulk_clients(stack, 79_710_000_000, 50, "retry")
     stack.faults(error_ratio=1.0)
-    mailing_id = start_mailing(stack, "retry")
+    mailing_id = stack.start_mailing("retry")
     stats = stack.wait_settled(mailing_id, 50, timeout=60)
     assert stats["by_status"]["failed"] == 50
     stack.faults(error_ratio=0.0)

@@ -6,8 +6,6 @@ sees a message id twice only for calls that were in flight in the killed process
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from herald_testing.stack import bulk_clients, db_status_counts, wait_until
@@ -17,31 +15,12 @@ from .conftest import StackFactory
 pytestmark = pytest.mark.e2e
 
 
-def start_mailing(stack: object, tag: str) -> int:
-    from herald_testing.stack import HeraldStack
-
-    assert isinstance(stack, HeraldStack)
-    now = datetime.now(UTC)
-    response = stack.api.post(
-        "/mailings",
-        json={
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(minutes=10)).isoformat(),
-            "text": f"crash test {tag}",
-            "filter": {"tags": [tag]},
-        },
-    )
-    assert response.status_code == 201, response.text
-    mailing_id: int = response.json()["id"]
-    return mailing_id
-
-
 def test_sender_killed_mid_mailing(stack_factory: StackFactory) -> None:
     slots = 20
     stack = stack_factory(senders=2, HERALD_SENDER_CONCURRENCY=str(slots), HERALD_LEASE_S="3")
     bulk_clients(stack, 79_500_000_000, 2_000, "crash-sender")
     stack.faults(latency_ms=50)
-    mailing_id = start_mailing(stack, "crash-sender")
+    mailing_id = stack.start_mailing("crash-sender")
     wait_until(lambda: stack.sim_stats()["accepted"] >= 300, 60, 0.05, "mailing under way")
 
     stack.group["sender-1"].kill()
@@ -60,7 +39,7 @@ def test_scheduler_killed_mid_fan_out(stack_factory: StackFactory) -> None:
     bulk_clients(stack, 79_600_000_000, 20_000, "crash-scheduler")
     scheduler = stack.group["scheduler"]
     mark = scheduler.line_count
-    mailing_id = start_mailing(stack, "crash-scheduler")
+    mailing_id = stack.start_mailing("crash-scheduler")
     scheduler.wait_for_line("fanout_chunk", timeout=30, since=mark)
 
     scheduler.kill()
@@ -82,7 +61,7 @@ def test_sigterm_to_a_sender_mid_mailing_drains_and_loses_nothing(
     stack = stack_factory(senders=2, HERALD_SENDER_CONCURRENCY="20")
     bulk_clients(stack, 79_800_000_000, 2_000, "sigterm")
     stack.faults(latency_ms=50)
-    mailing_id = start_mailing(stack, "sigterm")
+    mailing_id = stack.start_mailing("sigterm")
     wait_until(lambda: stack.sim_stats()["accepted"] >= 300, 60, 0.05, "mailing under way")
 
     sender = stack.group["sender-1"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,22 +11,6 @@ from herald_testing.stack import HeraldStack, bulk_clients
 from .conftest import StackFactory
 
 pytestmark = pytest.mark.e2e
-
-
-def start_mailing(stack: HeraldStack, tag: str) -> int:
-    now = datetime.now(UTC)
-    response = stack.api.post(
-        "/mailings",
-        json={
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(minutes=10)).isoformat(),
-            "text": f"protection {tag}",
-            "filter": {"tags": [tag]},
-        },
-    )
-    assert response.status_code == 201, response.text
-    mailing_id: int = response.json()["id"]
-    return mailing_id
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +36,7 @@ def test_a_refused_token_spends_no_attempts_and_delivery_resumes_by_itself(
 ) -> None:
     bulk_clients(stack, 79_900_000_000, 200, "token")
     stack.faults(unauthorized=True)
-    mailing_id = start_mailing(stack, "token")
+    mailing_id = stack.start_mailing("token")
     time.sleep(6)
 
     refused = stack.sim_stats()["rejected"]["401"]
@@ -75,7 +58,7 @@ def test_a_refused_token_spends_no_attempts_and_delivery_resumes_by_itself(
 def test_a_dead_provider_gets_a_trickle_of_probes_not_a_flood(stack: HeraldStack) -> None:
     bulk_clients(stack, 79_910_000_000, 300, "dead")
     stack.faults(outage=True)
-    mailing_id = start_mailing(stack, "dead")
+    mailing_id = stack.start_mailing("dead")
     time.sleep(3)
     before = stack.sim_stats()["requests"]
     time.sleep(6)
@@ -91,7 +74,7 @@ def test_a_dead_provider_gets_a_trickle_of_probes_not_a_flood(stack: HeraldStack
 def test_a_429_slows_every_sender_and_spends_no_attempt(stack: HeraldStack) -> None:
     bulk_clients(stack, 79_920_000_000, 100, "throttle")
     stack.faults(status_429_ratio=0.2, retry_after_s=1, seed=5)
-    mailing_id = start_mailing(stack, "throttle")
+    mailing_id = stack.start_mailing("throttle")
 
     stats = stack.wait_settled(mailing_id, 100, timeout=60)
 

@@ -22,23 +22,6 @@ def phones(prefix: int, count: int) -> list[str]:
     return [f"7{prefix:03d}{n:07d}" for n in range(count)]
 
 
-def create_mailing(stack: HeraldStack, **fields: Any) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    body = {
-        "starts_at": now.isoformat(),
-        "ends_at": (now + timedelta(minutes=10)).isoformat(),
-        "text": "Hello from Herald",
-        **fields,
-    }
-    for key in ("starts_at", "ends_at"):
-        if isinstance(body[key], datetime):
-            body[key] = body[key].isoformat()
-    response = stack.api.post("/mailings", json=body)
-    assert response.status_code == 201, response.text
-    mailing: dict[str, Any] = response.json()
-    return mailing
-
-
 def requests_for(stack: HeraldStack, message_ids: set[int]) -> list[dict[str, Any]]:
     return [r for r in stack.sim_requests() if r["id"] in message_ids]
 
@@ -47,7 +30,7 @@ def test_mailing_starting_now_reaches_each_matching_client_once(stack: HeraldSta
     """Rules 1 and 4: created inside its interval it starts at once; one message per client."""
     matching = create_clients(stack, phones(901, 300), tag="r1-yes")
     create_clients(stack, phones(902, 100), tag="r1-no")
-    mailing = create_mailing(stack, text="Rule one", filter={"tags": ["r1-yes"]})
+    mailing = stack.create_mailing(text="Rule one", filter={"tags": ["r1-yes"]})
 
     stats = stack.wait_settled(mailing["id"], 300, timeout=60)
 
@@ -71,7 +54,7 @@ def test_mailing_with_a_future_start_starts_by_itself(stack: HeraldStack) -> Non
     """Rule 1: no user action; within about a second of starts_at, and not before."""
     create_clients(stack, phones(903, 20), tag="r1-future")
     starts_at = datetime.now(UTC) + timedelta(seconds=4)
-    mailing = create_mailing(stack, starts_at=starts_at, filter={"tags": ["r1-future"]})
+    mailing = stack.create_mailing(starts_at=starts_at, filter={"tags": ["r1-future"]})
     assert mailing["state"] == "scheduled"
 
     stack.wait_settled(mailing["id"], 20, timeout=30)
@@ -92,8 +75,7 @@ def test_send_window_holds_back_clients_outside_it(stack: HeraldStack) -> None:
     end = (now + timedelta(hours=1)).strftime("%H:%M")
     open_ids = create_clients(stack, phones(904, 10), tag="r3", timezone="UTC")
     closed_ids = create_clients(stack, phones(905, 10), tag="r3", timezone="Etc/GMT-12")
-    mailing = create_mailing(
-        stack,
+    mailing = stack.create_mailing(
         ends_at=now + timedelta(days=1),
         filter={"tags": ["r3"]},
         send_window={"start": start, "end": end},
@@ -121,7 +103,7 @@ def test_provider_failing_30_percent_still_delivers_everything(stack: HeraldStac
     """Rule 5: transient failures go through the delayed-retry queues and end sent."""
     create_clients(stack, phones(906, 300), tag="r5")
     stack.faults(error_ratio=0.3, seed=7)
-    mailing = create_mailing(stack, filter={"tags": ["r5"]})
+    mailing = stack.create_mailing(filter={"tags": ["r5"]})
 
     stats = stack.wait_settled(mailing["id"], 300, timeout=90)
 
@@ -140,7 +122,7 @@ def test_end_passing_during_an_outage_expires_the_rest(stack: HeraldStack) -> No
     create_clients(stack, phones(907, 100), tag="r2")
     stack.faults(outage=True)
     ends_at = datetime.now(UTC) + timedelta(seconds=5)
-    mailing = create_mailing(stack, ends_at=ends_at, filter={"tags": ["r2"]})
+    mailing = stack.create_mailing(ends_at=ends_at, filter={"tags": ["r2"]})
     wait_until(lambda: stack.sim_stats()["requests"] > 50, 20, what="attempts during outage")
     wait_until(lambda: datetime.now(UTC) > ends_at + timedelta(seconds=1), 10)
     stack.faults(outage=False)
@@ -159,7 +141,7 @@ def test_deleting_a_mailing_stops_its_delivery(slow_stack: HeraldStack) -> None:
     stack = slow_stack
     create_clients(stack, phones(908, 200), tag="r7")
     stack.faults(latency_ms=300)
-    mailing = create_mailing(stack, filter={"tags": ["r7"]})
+    mailing = stack.create_mailing(filter={"tags": ["r7"]})
     wait_until(lambda: stack.sim_stats()["requests"] >= 10, 20, 0.05, "first provider calls")
 
     assert stack.api.delete(f"/mailings/{mailing['id']}").status_code == 204
@@ -187,7 +169,7 @@ def test_changing_a_started_mailing(slow_stack: HeraldStack) -> None:
     stack = slow_stack
     create_clients(stack, phones(909, 60), tag="r7b")
     stack.faults(latency_ms=200)
-    mailing = create_mailing(stack, text="old text", filter={"tags": ["r7b"]})
+    mailing = stack.create_mailing(text="old text", filter={"tags": ["r7b"]})
     refused = stack.api.patch(f"/mailings/{mailing['id']}", json={"filter": {"tags": ["x"]}})
     assert refused.status_code == 409
     assert refused.json()["code"] == "mailing_started"

@@ -32,7 +32,9 @@ class EventPublisher:
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        # A robust connection is not "closed" while it reconnects; `connected` tells the truth.
+        connection = self._connection
+        return connection is not None and connection.connected.is_set()
 
     def start(self) -> None:
         self._connector = asyncio.create_task(self._connect_forever())

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -98,14 +101,13 @@ class DeliveryWorker:
         try:
             job = DeliveryJob.decode(message.body)
         except ValidationError as error:
-            metrics.JOBS.labels("dead_lettered").inc()
             log.error(
                 "job_dead_lettered",
                 reason="unreadable job",
                 mailing_id=message.headers.get("x-mailing-id"),
                 error=str(error)[:500],
             )
-            await message.reject(requeue=False)
+            await self._settle(message.reject(requeue=False), "dead_lettered")
             return
         ids = {"mailing_id": job.mailing_id, "message_ids": job.message_ids}
         log.info("job_received", **ids, redelivered=message.redelivered)
@@ -113,19 +115,29 @@ class DeliveryWorker:
             await self.deliver(job)
         except (DBAPIError, OSError) as error:
             # The database is away: not the job's fault. Give it back and slow down a little.
-            metrics.JOBS.labels("requeued").inc()
             log.warning("job_requeued", **ids, error=repr(error))
             await asyncio.sleep(REQUEUE_PAUSE_S)
-            await message.nack(requeue=True)
+            await self._settle(message.nack(requeue=True), "requeued", ids)
             return
         except Exception as error:
             # Not a provider problem (those are outcomes): park the job for a human.
-            metrics.JOBS.labels("dead_lettered").inc()
             log.exception("job_dead_lettered", **ids, error=repr(error))
-            await message.reject(requeue=False)
+            await self._settle(message.reject(requeue=False), "dead_lettered", ids)
             return
-        await message.ack()
-        metrics.JOBS.labels("acked").inc()
+        await self._settle(message.ack(), "acked", ids)
+
+    async def _settle(
+        self, action: Awaitable[None], result: str, ids: dict[str, Any] | None = None
+    ) -> None:
+        """Ack, nack or reject; a channel lost meanwhile (broker restart) is not an error:
+        the broker redelivers the job, and its settled messages are skipped."""
+        try:
+            await action
+        except (AMQPError, ChannelInvalidStateError, ConnectionError) as error:
+            metrics.JOBS.labels("lost_channel").inc()
+            log.warning("job_settle_lost", result=result, **(ids or {}), error=repr(error))
+            return
+        metrics.JOBS.labels(result).inc()
 
     async def deliver(self, job: DeliveryJob) -> None:
         """Claim the job's messages a slot-full at a time and send each as soon as claimed."""

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -176,6 +177,31 @@ class HeraldStack:
             if not page["items"] or page.get("next_after") is None:
                 return items
             after = page["next_after"]
+
+    def create_mailing(self, **fields: Any) -> dict[str, Any]:
+        """POST a mailing that starts now and ends in 10 minutes unless ``fields`` say otherwise;
+        datetimes may be given as ``datetime``."""
+        now = datetime.now(UTC)
+        body: dict[str, Any] = {
+            "starts_at": now,
+            "ends_at": now + timedelta(minutes=10),
+            "text": "Hello from Herald",
+            **fields,
+        }
+        for key in ("starts_at", "ends_at"):
+            if isinstance(body[key], datetime):
+                body[key] = body[key].isoformat()
+        response = self.api.post("/mailings", json=body)
+        assert response.status_code == 201, response.text
+        mailing: dict[str, Any] = response.json()
+        return mailing
+
+    def start_mailing(self, tag: str, **fields: Any) -> int:
+        """A mailing for the clients tagged ``tag``, starting now; returns its id."""
+        mailing_id: int = self.create_mailing(filter={"tags": [tag]}, text=f"for {tag}", **fields)[
+            "id"
+        ]
+        return mailing_id
 
     def stats(self, mailing_id: int) -> dict[str, Any]:
         response = self.api.get(f"/mailings/{mailing_id}/stats")
