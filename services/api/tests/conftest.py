@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from herald_api.main import create_app
-from herald_api.settings import ApiSettings
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from herald_api.main import create_app
+from herald_api.settings import ApiSettings
 
 TOKEN = "test-token"
 BROKER_WAIT_S = 10.0

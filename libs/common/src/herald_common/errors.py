@@ -10,15 +10,23 @@ HeraldError
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HeraldError(Exception):
     """Base of every expected business error."""
 
     code = "error"
+    # An HTTP status for errors outside the tree's usual mapping (e.g. 413, 415); None: mapped.
+    status_code: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def details(self) -> dict[str, Any]:
+        """Fields added to the error body beside ``detail`` and ``code``."""
+        return {}
 
 
 class NotFound(HeraldError):

@@ -14,9 +14,10 @@ import structlog
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, Response
 from fastapi.utils import is_body_allowed_for_status_code
-from herald_common.errors import Conflict, HeraldError, InvalidInput, NotFound
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+
+from herald_common.errors import Conflict, HeraldError, InvalidInput, NotFound
 
 log = structlog.get_logger()
 
@@ -34,6 +35,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _status_of(error: HeraldError) -> int:
+    if error.status_code is not None:
+        return error.status_code
     if isinstance(error, NotFound):
         return status.HTTP_404_NOT_FOUND
     if isinstance(error, Conflict):
@@ -49,7 +52,8 @@ async def handle_herald_error(_: Request, error: Exception) -> JSONResponse:
     if isinstance(error, InvalidInput):
         detail = [{"loc": ["body", error.field], "msg": error.reason, "type": error.code}]
         return JSONResponse({"detail": detail}, status_code=code)
-    return JSONResponse({"detail": error.message, "code": error.code}, status_code=code)
+    body = {"detail": error.message, "code": error.code, **error.details()}
+    return JSONResponse(body, status_code=code)
 
 
 async def handle_http_error(_: Request, error: Exception) -> Response:

@@ -8,10 +8,6 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.responses import Response
-from herald_common.db import create_engine
-from herald_common.logs import configure_logging
-from herald_common.rules.backoff import retry_tiers
-from herald_common.settings import RetrySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -23,6 +19,10 @@ from herald_api.events import EventPublisher
 from herald_api.mailings.router import router as mailings_router
 from herald_api.observability import RequestObservability
 from herald_api.settings import ApiSettings
+from herald_common.db import create_engine
+from herald_common.logs import configure_logging
+from herald_common.rules.backoff import retry_tiers
+from herald_common.settings import RetrySettings
 
 DESCRIPTION = """
 Herald delivers one message per matching client for each mailing, through an external

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Query, Response, status
-from herald_common.metrics import MESSAGE_TRANSITIONS
-from herald_common.statuses import MessageStatus
+from fastapi import APIRouter, Query, Request, Response, status
 
 from herald_api.clients import service
-from herald_api.clients.schemas import ClientCreate, ClientRead, ClientUpdate
+from herald_api.clients.imports import (
+    ImportFormat,
+    ImportTooLarge,
+    OnDuplicate,
+    import_format,
+    read_rows,
+)
+from herald_api.clients.schemas import (
+    ClientCreate,
+    ClientImportResult,
+    ClientRead,
+    ClientUpdate,
+    ExistingPhonesBody,
+    InvalidImportBody,
+)
 from herald_api.deps import Uow
-from herald_api.errors import ERROR_RESPONSES
+from herald_api.errors import ERROR_RESPONSES, ErrorBody
 from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
+from herald_api.settings import ApiSettings
 from herald_api.validation import EntityId, OperatorCode, Phone, Tag
+from herald_common.metrics import MESSAGE_TRANSITIONS
+from herald_common.statuses import MessageStatus
 
 log = structlog.get_logger()
 router = APIRouter(prefix="/clients", tags=["clients"], responses=ERROR_RESPONSES)
@@ -38,6 +54,135 @@ async def create_client(body: ClientCreate, uow: Uow) -> ClientRead:
         )
     )
     return read
+
+
+IMPORT_DESCRIPTION = """
+Add or update many clients from one file, streamed (chunked or with a Content-Length; it is
+never held in memory whole) into PostgreSQL in one transaction. **All or nothing**: one bad
+row, and nothing is written.
+
+**Formats** (the `Content-Type`, UTF-8):
+
+- `text/csv`: a header row (line 1) naming the columns, in any order: `phone`, `timezone`,
+  and optionally `tag`, `operator_code`; any other column is refused. RFC 4180 quoting
+  (`"a, b"`, `""` for a quote). An empty `operator_code` cell means the default.
+- `application/x-ndjson`: one JSON object per line with the keys of `POST /clients`
+  (`phone` as a string, `timezone`, optional `tag`, optional `operator_code`).
+
+Blank lines are ignored in both. Every row follows the rules of `POST /clients`: phone
+`7XXXXXXXXXX`, an IANA time zone, a tag of at most 64 characters (no NUL character), an
+operator code of 3 digits, defaulting to digits 2–4 of the phone.
+
+**Limits**: `HERALD_IMPORT_MAX_BYTES` (256 MiB by default; 413 beyond), no line longer than
+256 KiB, no `Content-Encoding` (415). A million new clients take about 15 s.
+
+**Phones already in the file** (twice or more) are always an error, named on each later line
+with the line of the first one.
+
+**Phones of live clients** (deleted clients do not count: their phones are free) follow
+`on_duplicate`:
+
+- `update` (default): the client takes the row's operator code, tag and time zone, defaults
+  included (a CSV without a `tag` column clears tags). A row equal to the client changes
+  nothing and is counted as `skipped`.
+- `skip`: the client is left as it is; the row is counted as `skipped`.
+- `reject`: 409 listing the first 100 such phones (`phones`, `existing_count`); nothing is
+  written.
+
+**Answers**: 200 `{"created", "updated", "skipped", "total"}` once committed (`total` counts
+the rows of the file); 422 `{"detail", "code": "invalid_rows", "error_count", "errors"}`
+with the first 100 errors by line, each `{"line", "field", "reason"}` (`line` counted from 1
+as in an editor, the CSV header being line 1; `field` null when the whole line is at fault);
+409 as above; 413 too large; 415 another content type (a bad `on_duplicate` gets the usual
+422 of a query parameter).
+
+Example (CSV), answered `{"created": 2, "updated": 0, "skipped": 0, "total": 2}` on an
+empty directory:
+
+```
+phone,timezone,tag
+79001234567,Europe/Moscow,vip
+79161234567,Asia/Vladivostok,
+```
+
+The same as NDJSON:
+
+```
+{"phone": "79001234567", "timezone": "Europe/Moscow", "tag": "vip"}
+{"phone": "79161234567", "timezone": "Asia/Vladivostok"}
+```
+
+With `curl`: `curl -H "Authorization: Bearer $TOKEN" -H "Content-Type: text/csv"
+--data-binary @clients.csv "$API/api/v1/clients/import?on_duplicate=skip"`.
+"""
+
+CSV_EXAMPLE = "phone,timezone,tag\n79001234567,Europe/Moscow,vip\n79161234567,Asia/Vladivostok,\n"
+NDJSON_EXAMPLE = (
+    '{"phone": "79001234567", "timezone": "Europe/Moscow", "tag": "vip"}\n'
+    '{"phone": "79161234567", "timezone": "Asia/Vladivostok", "operator_code": "916"}\n'
+)
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            ImportFormat.CSV.value: {
+                "schema": {"type": "string", "format": "binary"},
+                "example": CSV_EXAMPLE,
+            },
+            ImportFormat.NDJSON.value: {
+                "schema": {"type": "string", "format": "binary"},
+                "example": NDJSON_EXAMPLE,
+            },
+        },
+    }
+}
+IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"model": ExistingPhonesBody, "description": "`reject`: phones of live clients."},
+    413: {"model": ErrorBody, "description": "Larger than HERALD_IMPORT_MAX_BYTES."},
+    415: {"model": ErrorBody, "description": "Neither text/csv nor application/x-ndjson."},
+    422: {"model": InvalidImportBody, "description": "Errors in the file; nothing written."},
+}
+
+
+@router.post(
+    "/import",
+    summary="Import clients in bulk (CSV or NDJSON)",
+    description=IMPORT_DESCRIPTION,
+    responses=IMPORT_RESPONSES,
+    openapi_extra=IMPORT_BODY,
+)
+async def import_clients(
+    request: Request,
+    uow: Uow,
+    on_duplicate: Annotated[
+        OnDuplicate, Query(description="What to do with phones of live clients.")
+    ] = OnDuplicate.UPDATE,
+) -> ClientImportResult:
+    started = time.perf_counter()
+    settings: ApiSettings = request.app.state.settings
+    fmt = import_format(
+        request.headers.get("content-type"), request.headers.get("content-encoding")
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > settings.import_max_bytes:
+        raise ImportTooLarge(settings.import_max_bytes)
+    rows = read_rows(fmt, request.stream(), settings.import_max_bytes)
+    outcome = await service.import_clients(uow.session, rows, on_duplicate)
+
+    def imported() -> None:
+        log.info(
+            "clients_imported",
+            format=fmt.name.lower(),
+            on_duplicate=on_duplicate.value,
+            **outcome.result.model_dump(),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            copy_ms=outcome.copy_ms,
+            check_ms=outcome.check_ms,
+            write_ms=outcome.write_ms,
+        )
+
+    uow.after_commit(imported)
+    return outcome.result
 
 
 @router.get("", summary="List clients")
