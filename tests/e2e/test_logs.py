@@ -108,10 +108,12 @@ def test_one_message_id_gives_its_whole_life(scenario: dict[str, Any]) -> None:
     assert [c["http_status"] for c in calls][-1] == 200
     assert all(c["http_status"] >= 500 for c in calls[:-1])
     assert all(c["latency_ms"] >= 0 and "body" in c for c in calls)
-    retries = [e for e in life if e["event"] == "message_retrying"]
+    # Each attempt's line also says what followed: a retry (when, through which queue) or sent.
+    retries = [c for c in calls if c["status"] == "retrying"]
     assert len(retries) == retried["attempts"] - 1
     assert all(r["next_attempt_at"] and r["retry_queue_ttl_ms"] for r in retries)
-    assert events[-1] == "message_sent"
+    assert events[-1] == "provider_call"
+    assert life[-1]["status"] == "sent"
     assert all(e.get("client_id") == retried["client_id"] for e in calls)
 
 
@@ -123,7 +125,8 @@ def test_one_client_id_finds_creation_edits_and_sends(scenario: dict[str, Any]) 
     assert ("POST", "/api/v1/clients") in requests
     assert ("PATCH", "/api/v1/clients/{client_id}") in requests
     events = {e["event"] for e in lines}
-    assert {"client_created", "client_updated", "provider_call", "message_sent"} <= events
+    assert {"client_created", "client_updated", "provider_call"} <= events
+    assert any(e["event"] == "provider_call" and e["status"] == "sent" for e in lines)
     update = next(e for e in lines if e["event"] == "client_updated")
     assert update["fields"] == ["timezone"]
 

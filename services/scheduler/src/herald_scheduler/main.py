@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from herald_common.broker import Publisher, connect
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
+from herald_common.loop import run_async
 from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import SCHEDULER_EVENTS_QUEUE, declare_topology
@@ -56,4 +57,4 @@ def run() -> None:
     settings = SchedulerSettings()
     configure_logging("scheduler", settings.service_instance, settings.log_level)
     serve_metrics(settings.metrics_host, settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_async(serve(settings))

@@ -11,10 +11,13 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 
 from herald_common.rules.replies import ReplyJudgement, Verdict, judge_reply
 
 MAX_BODY_BYTES = 64 * 1024
+# Serialised once with orjson: aiohttp's json= path costs several percent of a sender's CPU.
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +73,12 @@ class ProviderClient:
 
     async def send(self, message_id: int, phone: str, text: str) -> CallResult:
         assert self._session is not None, "use ProviderClient as an async context manager"
-        payload = {"id": message_id, "phone": int(phone), "text": text}
+        body = orjson.dumps({"id": message_id, "phone": int(phone), "text": text})
         started = time.perf_counter()
         try:
-            async with self._session.post(f"{self._base}/send/{message_id}", json=payload) as resp:
+            async with self._session.post(
+                f"{self._base}/send/{message_id}", data=body, headers=JSON_HEADERS
+            ) as resp:
                 body = await resp.content.read(MAX_BODY_BYTES)
                 judgement = judge_reply(resp.status, body, resp.headers.get("Retry-After"))
                 return CallResult(

@@ -60,6 +60,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _iso(outcome: Outcome) -> str | None:
+    return outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -210,44 +214,55 @@ class DeliveryWorker:
         if blocked_s > 0:
             # The gate closed after this message was claimed: give it back untouched.
             reason = "circuit_open" if self._gate.state != CircuitState.CLOSED else "throttled"
-            await self._postpone(msg, ids, reason, blocked_s)
+            outcome = self._postponed(msg, reason, blocked_s)
+            applied = await self._record(outcome, postponed=reason)
+            log.info(
+                "message_postponed",
+                **ids,
+                reason=reason,
+                next_attempt_at=_iso(outcome),
+                recorded=applied,
+            )
             return
         result = await self._call(msg, ids)
         if result is None:
             return
         await self._gate.after_call(result, probe)
+        postponed: str | None = None
+        if result.http_status in (401, 403, 429):
+            # Our token or our pace is the problem, not the message: no attempt is spent.
+            postponed = "throttled" if result.http_status == 429 else "auth"
+            wait_s = result.judgement.retry_after_s or self._gate.blocked_for_s(probe=False)
+            outcome = self._postponed(msg, result.judgement.reason, wait_s)
+        else:
+            outcome = self._outcome_of(msg, result.judgement)
+        applied = await self._record(outcome, postponed)
+        # One line per attempt: the call as the provider answered it, and what follows.
         log.info(
             "provider_call",
             **ids,
             attempt=msg.attempts,
             http_status=result.http_status,
             latency_ms=result.latency_ms,
-            verdict=result.judgement.verdict.value,
-            reason=result.judgement.reason if result.judgement.verdict != Verdict.SENT else None,
             body=result.body_excerpt,
+            verdict=result.judgement.verdict.value,
+            status=outcome.status.value,
+            reason=outcome.error,
+            postponed=postponed,
+            next_attempt_at=_iso(outcome),
+            retry_queue_ttl_ms=outcome.retry_tier_ms or None,
+            recorded=applied,
         )
-        if result.http_status in (401, 403, 429):
-            reason = "throttled" if result.http_status == 429 else "auth"
-            wait_s = result.judgement.retry_after_s or self._gate.blocked_for_s(probe=False)
-            await self._postpone(msg, ids, reason, wait_s, result.judgement.reason)
-            return
-        outcome = self._outcome_of(msg, result.judgement)
+
+    async def _record(self, outcome: Outcome, postponed: str | None = None) -> bool:
         applied = await self._recorder.record(outcome)
         if applied:
             MESSAGE_TRANSITIONS.labels(outcome.status).inc()
-            if outcome.retry is not None:
+            if postponed is not None:
+                metrics.POSTPONED.labels(postponed).inc()
+            elif outcome.retry is not None:
                 metrics.RETRIES.labels(f"{outcome.retry_tier_ms / 1000:g}").inc()
-        log.info(
-            "message_" + outcome.status.value,
-            **ids,
-            attempt=msg.attempts,
-            next_attempt_at=outcome.next_attempt_at.isoformat()
-            if outcome.next_attempt_at
-            else None,
-            retry_queue_ttl_ms=outcome.retry_tier_ms or None,
-            reason=outcome.error,
-            recorded=applied,
-        )
+        return applied
 
     async def _call(self, msg: Claimed, ids: dict[str, int]) -> CallResult | None:
         # Judge the end and the window once more at the very last moment.
@@ -277,21 +292,12 @@ class DeliveryWorker:
         metrics.PROVIDER_LATENCY.labels(result.outcome).observe(result.latency_ms / 1000)
         return result
 
-    async def _postpone(
-        self,
-        msg: Claimed,
-        ids: dict[str, int],
-        reason: str,
-        wait_s: float,
-        detail: str | None = None,
-    ) -> None:
+    def _postponed(self, msg: Claimed, reason: str, wait_s: float) -> Outcome:
         """Back to the retry queues without spending an attempt."""
-        decision = plan_postponed(
-            detail or reason, round(wait_s * 1000), self._tiers, self._random.random()
-        )
+        decision = plan_postponed(reason, round(wait_s * 1000), self._tiers, self._random.random())
         assert decision.delay_ms is not None
         assert decision.tier_ms is not None
-        outcome = Outcome(
+        return Outcome(
             msg.id,
             msg.attempts,
             MessageStatus.RETRYING,
@@ -300,20 +306,6 @@ class DeliveryWorker:
             next_attempt_at=utcnow() + timedelta(milliseconds=decision.delay_ms),
             retry=retry_job(msg.mailing_id, msg.id, decision.tier_ms, decision.delay_ms),
             retry_tier_ms=decision.tier_ms,
-        )
-        applied = await self._recorder.record(outcome)
-        if applied:
-            metrics.POSTPONED.labels(reason).inc()
-            MESSAGE_TRANSITIONS.labels(MessageStatus.RETRYING).inc()
-        log.info(
-            "message_postponed",
-            **ids,
-            reason=reason,
-            detail=detail,
-            next_attempt_at=outcome.next_attempt_at.isoformat()
-            if outcome.next_attempt_at
-            else None,
-            recorded=applied,
         )
 
     def _outcome_of(self, msg: Claimed, judgement: ReplyJudgement) -> Outcome:
