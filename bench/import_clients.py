@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,9 @@ def quiet_api_logs() -> None:
     routine lines and the absent broker's complaints."""
     import structlog
 
-    def keep_imports(_: Any, level: str, event: dict[str, Any]) -> dict[str, Any]:
+    def keep_imports(
+        _: Any, level: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         if event.get("event") == "clients_imported":
             IMPORT_LINES.append(dict(event))
             raise structlog.DropEvent
