@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import re
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -171,7 +172,7 @@ class ErrorReport:
         return InvalidRows(self.first(), self.count)
 
 
-class ClientRows:
+class ClientRows(ABC):
     """Validated rows of one uploaded file, as blocks of COPY text; errors go to ``errors``.
 
     Iterate it once for the COPY text of ``client_import (line, phone, operator_code, tag,
@@ -201,9 +202,9 @@ class ClientRows:
         if data:
             yield data
 
+    @abstractmethod
     def parse(self, text: str, *, final: bool) -> str:
         """COPY text for the valid rows of ``text`` (whole lines); errors are recorded."""
-        raise NotImplementedError
 
     def _decode(self, block: bytes) -> str:
         first_line = self._decoded_lines + 1

@@ -6,12 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_api.clients.imports import MAX_REPORTED, ClientRows, OnDuplicate, PhonesExist
 from herald_api.clients.schemas import ClientCreate, ClientImportResult, ClientUpdate
+from herald_api.messages import move_messages
 from herald_common.errors import DuplicatePhone, NotFound
 from herald_common.models import Client, Message
 from herald_common.rules.audience import default_operator_code
@@ -81,18 +82,15 @@ async def delete_client(session: AsyncSession, client_id: int) -> int:
     client = await get_client(session, client_id, lock=True)
     client.deleted_at = func.now()
     client.updated_at = func.now()
-    result = await session.execute(
-        update(Message)
-        .where(Message.client_id == client_id, Message.status.in_(IDLE_STATUSES))
-        .values(
-            status=MessageStatus.CANCELLED,
-            last_error="the client was deleted",
-            updated_at=func.now(),
-            next_attempt_at=None,
-        )
+    cancelled = await move_messages(
+        session,
+        Message.client_id == client_id,
+        IDLE_STATUSES,
+        MessageStatus.CANCELLED,
+        last_error="the client was deleted",
+        next_attempt_at=None,
     )
     await session.flush()
-    cancelled: int = result.rowcount  # type: ignore[attr-defined]
     return cancelled
 
 

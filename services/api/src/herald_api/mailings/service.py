@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -20,6 +19,7 @@ from herald_api.mailings.schemas import (
     SendWindow,
     StatsTotals,
 )
+from herald_api.messages import move_messages
 from herald_common.errors import Conflict, InvalidInput, MailingStarted, NotFound
 from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
 from herald_common.rules.mailings import has_started, mailing_state
@@ -141,19 +141,16 @@ async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailin
     mailing = await get_mailing(session, mailing_id, lock=True)
     mailing.deleted_at = func.now()
     mailing.updated_at = func.now()
-    result = await session.execute(
-        update(Message)
-        .where(Message.mailing_id == mailing_id, Message.status.in_(IDLE_STATUSES))
-        .values(
-            status=MessageStatus.CANCELLED,
-            last_error="the mailing was deleted",
-            updated_at=func.now(),
-            next_attempt_at=None,
-        )
+    cancelled = await move_messages(
+        session,
+        Message.mailing_id == mailing_id,
+        IDLE_STATUSES,
+        MessageStatus.CANCELLED,
+        last_error="the mailing was deleted",
+        next_attempt_at=None,
     )
     await session.flush()
     await session.refresh(mailing)
-    cancelled: int = result.rowcount  # type: ignore[attr-defined]
     return mailing, cancelled
 
 
@@ -184,28 +181,6 @@ def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
         raise Conflict(f"mailing {mailing.id} has ended: it cannot {action}")
 
 
-async def _move_messages(
-    session: AsyncSession,
-    mailing_id: int,
-    from_statuses: Iterable[MessageStatus],
-    to: MessageStatus,
-    **values: object,
-) -> int:
-    """Move a mailing's messages between idle statuses, locking rows in id order like senders."""
-    ids = (
-        select(Message.id)
-        .where(Message.mailing_id == mailing_id, Message.status.in_(list(from_statuses)))
-        .order_by(Message.id)
-        .with_for_update()
-    )
-    result = await session.execute(
-        update(Message)
-        .where(Message.id.in_(ids.scalar_subquery()))
-        .values(status=to, updated_at=func.now(), **values)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 async def pause_mailing(session: AsyncSession, mailing_id: int, now: datetime) -> Mailing:
     """Nothing more is handed to the provider; calls already under way finish."""
     mailing = await get_mailing(session, mailing_id, lock=True)
@@ -213,9 +188,9 @@ async def pause_mailing(session: AsyncSession, mailing_id: int, now: datetime) -
     if mailing.paused_at is None:
         mailing.paused_at = func.now()
         mailing.updated_at = func.now()
-        await _move_messages(
+        await move_messages(
             session,
-            mailing.id,
+            Message.mailing_id == mailing.id,
             (MessageStatus.PENDING, MessageStatus.RETRYING, MessageStatus.DEFERRED),
             MessageStatus.PAUSED,
             next_attempt_at=None,
@@ -232,9 +207,9 @@ async def resume_mailing(session: AsyncSession, mailing_id: int, now: datetime) 
     if mailing.paused_at is not None:
         mailing.paused_at = None
         mailing.updated_at = func.now()
-        await _move_messages(
+        await move_messages(
             session,
-            mailing.id,
+            Message.mailing_id == mailing.id,
             (MessageStatus.PAUSED,),
             MessageStatus.DEFERRED,
             next_attempt_at=func.now(),
@@ -249,9 +224,9 @@ async def retry_failed(session: AsyncSession, mailing_id: int, now: datetime) ->
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, now, "retry messages")
     paused = mailing.paused_at is not None
-    moved = await _move_messages(
+    moved = await move_messages(
         session,
-        mailing.id,
+        Message.mailing_id == mailing.id,
         (MessageStatus.FAILED,),
         MessageStatus.PAUSED if paused else MessageStatus.DEFERRED,
         attempts=0,
