@@ -17,6 +17,7 @@ from urllib.parse import quote
 import aio_pika
 import psycopg
 
+from herald_devstack.errors import ServerStartError
 from herald_devstack.postgres import PostgresServer
 from herald_devstack.rabbitmq import RabbitMQServer
 
@@ -46,20 +47,33 @@ class Infra:
             print(f"bench: stopping servers: {'; '.join(errors)}", file=sys.stderr)
 
 
-def start_infra(base_dir: Path) -> Infra:
-    """RabbitMQ boots (5-10 s) while PostgreSQL starts; both in ``base_dir``."""
-    rabbitmq = RabbitMQServer(base_dir / "rabbitmq")
-    postgres = PostgresServer(base_dir / "pg", durable=True)
-    rabbitmq.launch()
-    try:
-        postgres.start()
-        postgres.create_database("herald")
-        rabbitmq.wait_ready()
-    except BaseException:
-        rabbitmq.stop(graceful=False)
-        postgres.stop()
-        raise
-    return Infra(base_dir, postgres, rabbitmq)
+def start_infra(base_dir: Path, attempts: int = 3) -> Infra:
+    """RabbitMQ boots (5-10 s) while PostgreSQL starts; both in ``base_dir``.
+
+    Ports are picked free just before the servers bind them; when another run on the machine
+    takes one in between, the start fails, and is tried again with new ports."""
+    for attempt in range(1, attempts + 1):
+        rabbitmq = RabbitMQServer(base_dir / f"rabbitmq-{attempt}")
+        postgres = PostgresServer(base_dir / f"pg-{attempt}", durable=True)
+        rabbitmq.launch()
+        try:
+            postgres.start()
+            postgres.create_database("herald")
+            rabbitmq.wait_ready()
+        except ServerStartError as error:
+            rabbitmq.stop(graceful=False)
+            postgres.stop()
+            if attempt == attempts:
+                raise
+            first = str(error).splitlines()[0]
+            print(f"bench: servers did not start ({first}); again", file=sys.stderr)
+            continue
+        except BaseException:
+            rabbitmq.stop(graceful=False)
+            postgres.stop()
+            raise
+        return Infra(base_dir, postgres, rabbitmq)
+    raise AssertionError("unreachable")
 
 
 def rabbitmq_pids(infra: Infra) -> list[int]:
