@@ -12,7 +12,7 @@ help:
 	@echo "make format  - apply ruff's formatting and safe fixes"
 	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
 	@echo "make clean   - delete local state (./.herald)"
-	@echo "make bench   - throughput/latency benchmark (~20 min; BENCH_ARGS=--quick: ~3 min)"
+	@echo "make bench   - throughput/latency benchmark, writes docs/performance.md (~4 min; BENCH_ARGS=--quick: ~1.5 min)"
 
 install:
 	$(UV) sync --frozen

@@ -5,8 +5,8 @@ Starts its own PostgreSQL (durable) and RabbitMQ in a temporary directory, Heral
 measures (a) fan-out, (b) delivery, (c) the HTTP client's ceiling, (d) statistics latency,
 (e) CRUD latency during delivery, (f) peak memory; see bench/phases.py.
 
-    uv run --frozen python -m bench.run            # full: 1,000,000 clients, ~15-20 min
-    uv run --frozen python -m bench.run --quick    # smoke: 100,000 clients, ~3 min
+    uv run --frozen python -m bench.run            # full: 1,000,000 clients, ~3-5 min
+    uv run --frozen python -m bench.run --quick    # smoke: 100,000 clients, ~1-2 min
     uv run --frozen python -m bench.run --quick --env HERALD_SENDER_CONCURRENCY=100
 
 Exits 0 when the harness ran, whether or not the targets were met (the table says so).
