@@ -27,8 +27,11 @@ def all_lines(stack: HeraldStack) -> tuple[list[str], list[dict[str, Any]]]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict):
+        if isinstance(entry, dict) and "ts" in entry:
             parsed.append(entry)
+    # Each process's lines arrive in its own order; across processes (two senders share a
+    # message's attempts) only the timestamp orders them, as docs/operations.md's `sort_by(.ts)`.
+    parsed.sort(key=lambda entry: datetime.fromisoformat(entry["ts"]))
     return raw, parsed
 
 
