@@ -1,8 +1,13 @@
-"""An integrator's CRUD loop, one request at a time, while a mailing is being delivered.
+"""An integrator's CRUD traffic, one request at a time, while a mailing is being delivered.
 
 Each round: create a client, get it, patch it, list clients (limit 50), get the mailing.
-Runs until SIGTERM (or ``--max-seconds``), but never stops before ``--min-requests``; then
-prints one JSON object with every latency in milliseconds per operation.
+Requests start on a fixed schedule (``--rate`` per second, open loop) rather than as fast as
+the API answers: a closed loop would take whatever CPU the API frees and so make the delivery
+it runs beside depend on its greed. A request's latency counts from its scheduled start, so
+a slow API that makes the loop fall behind is charged for the wait too (no coordinated
+omission). Runs until SIGTERM (or ``--max-seconds``), but never stops before
+``--min-requests``; then prints one JSON object with every latency in milliseconds per
+operation.
 
     python -m bench.crud --api-url http://127.0.0.1:8000/api/v1 --token T --mailing-id 2
 """
@@ -33,14 +38,18 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     latencies: dict[str, list[float]] = {op: [] for op in OPERATIONS}
     errors: dict[str, list[str]] = {op: [] for op in OPERATIONS}
     deadline = time.monotonic() + args.max_seconds
+    interval = 1.0 / args.rate
+    next_start = time.perf_counter()
     total = 0
     with httpx.Client(
         base_url=args.api_url, headers={"Authorization": f"Bearer {args.token}"}, timeout=30
     ) as api:
 
         def timed(op: str, call: Callable[[], httpx.Response], ok: int = 200) -> httpx.Response:
-            nonlocal total
-            started = time.perf_counter()
+            nonlocal total, next_start
+            started = next_start
+            next_start += interval
+            time.sleep(max(0.0, started - time.perf_counter()))
             try:
                 response = call()
             except httpx.HTTPError as error:
@@ -71,6 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             except httpx.HTTPError:
                 time.sleep(0.05)
     return {
+        "rate_per_s": args.rate,
         "requests": total,
         "rounds": index,
         "latency_ms": latencies,
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mailing-id", type=int, required=True)
     parser.add_argument("--first-phone", type=int, default=77_000_000_000)
     parser.add_argument("--min-requests", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
     parser.add_argument("--max-seconds", type=float, default=900)
     args = parser.parse_args(argv)
     print(json.dumps(run(args)), flush=True)

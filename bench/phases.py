@@ -586,7 +586,11 @@ class Bench:
             op: asdict(summarize(values, errors.get(op, 0))) for op, values in latencies.items()
         }
         summary["overall"] = asdict(summarize(merged, sum(errors.values())))
-        out_dict = {"requests": raw["requests"], "by_operation": summary}
+        out_dict = {
+            "requests": raw["requests"],
+            "rate_per_s": raw.get("rate_per_s"),
+            "by_operation": summary,
+        }
         if raw.get("error_examples"):
             out_dict["error_examples"] = raw["error_examples"]
         log(f"crud: {summary['overall']}")

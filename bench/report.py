@@ -173,9 +173,10 @@ def rows(results: Results) -> list[Row]:
     crud = results.crud
     if crud:
         overall = crud["by_operation"]["overall"]
+        pace = f", paced at {crud['rate_per_s']:g}/s" if crud.get("rate_per_s") else ""
         out.append(
             Row(
-                f"(e) CRUD during the 0 ms delivery, overall ({crud['requests']} requests)",
+                f"(e) CRUD during the 0 ms delivery, overall ({crud['requests']} requests{pace})",
                 f"p50 {overall['p50']:.1f} ms, p99 {overall['p99']:.1f} ms"
                 + (f", {overall['errors']} errors" if overall["errors"] else ""),
                 "p99 ≤ 50 ms",

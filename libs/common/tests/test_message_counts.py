@@ -17,7 +17,10 @@ STATUSES = [s.value for s in ALL_STATUSES]
 async def counters_and_truth(engine: AsyncEngine) -> tuple[dict[tuple[int, str], int], ...]:
     async with engine.connect() as conn:
         kept = await conn.execute(
-            text("SELECT mailing_id, status, count FROM mailing_message_count WHERE count <> 0")
+            text(
+                "SELECT mailing_id, status, sum(count) FROM mailing_message_count "
+                "GROUP BY mailing_id, status HAVING sum(count) <> 0"
+            )
         )
         truth = await conn.execute(
             text("SELECT mailing_id, status, count(*) FROM message GROUP BY mailing_id, status")
@@ -90,3 +93,38 @@ async def test_counters_stay_exact_under_concurrent_writers(clean_engine: AsyncE
 
     kept, truth = await counters_and_truth(clean_engine)
     assert kept == truth == {(mailing_id, "sent"): 1000, (mailing_id, "retrying"): 1000}
+
+
+async def test_writers_of_one_mailing_do_not_queue_on_its_counters(
+    clean_engine: AsyncEngine,
+) -> None:
+    """Two sessions changing different messages of one mailing proceed side by side: neither
+    waits for the other's commit (each writes its own counter shard)."""
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 10)
+        mailing_id = await insert_mailing(conn)
+        await conn.execute(
+            text(
+                "INSERT INTO message (mailing_id, client_id, status) "
+                "SELECT :m, id, 'pending' FROM client"
+            ),
+            {"m": mailing_id},
+        )
+    # Sessions whose backend pids fall in different shards (pid % 16), as a sender pool's do.
+    held = [await clean_engine.connect() for _ in range(3)]
+    try:
+        pids = [await conn.scalar(text("SELECT pg_backend_pid()")) for conn in held]
+        first = held[0]
+        second = next(c for c, pid in zip(held, pids, strict=True) if pid % 16 != pids[0] % 16)
+        await first.execute(text("UPDATE message SET status = 'sending' WHERE id <= 5"))
+        # Without shards this statement waits for `first` to commit: the lock timeout fails it.
+        await second.execute(text("SET LOCAL lock_timeout = '2s'"))
+        await second.execute(text("UPDATE message SET status = 'sending' WHERE id > 5"))
+        await second.commit()
+        await first.commit()
+    finally:
+        for conn in held:
+            await conn.close()
+
+    kept, truth = await counters_and_truth(clean_engine)
+    assert kept == truth == {(mailing_id, "sending"): 10}

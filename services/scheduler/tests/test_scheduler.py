@@ -287,3 +287,53 @@ async def test_ended_mailing_expires_idle_messages_and_finishes_when_settled(
     await scheduler.housekeeping()
     async with clean_engine.connect() as conn:
         assert await conn.scalar(text("SELECT finished_at IS NOT NULL FROM mailing")) is True
+
+
+async def test_a_finished_mailing_has_its_counter_shards_folded(
+    scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 40)
+        mailing_id = await insert_mailing(conn)
+    await run_until_idle(scheduler)
+    # Settle the messages from several sessions, as senders do: several counter shards.
+    sessions = [await clean_engine.connect() for _ in range(4)]
+    try:
+        for low, conn in zip(range(0, 40, 10), sessions, strict=True):
+            await conn.execute(
+                text(
+                    "UPDATE message SET status = CASE WHEN id % 4 = 0 THEN 'failed' ELSE 'sent' "
+                    "END WHERE mailing_id = :m AND id > :low AND id <= :low + 10"
+                ),
+                {"m": mailing_id, "low": low},
+            )
+            await conn.commit()
+    finally:
+        for conn in sessions:
+            await conn.close()
+    async with clean_engine.connect() as conn:
+        shards_before = await conn.scalar(
+            text("SELECT count(DISTINCT shard) FROM mailing_message_count WHERE mailing_id = :m"),
+            {"m": mailing_id},
+        )
+    assert shards_before > 1
+
+    await scheduler.housekeeping()
+
+    async with clean_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT status, shard, count FROM mailing_message_count "
+                    "WHERE mailing_id = :m ORDER BY status"
+                ),
+                {"m": mailing_id},
+            )
+        ).all()
+        finished = await conn.scalar(
+            text("SELECT finished_at IS NOT NULL FROM mailing WHERE id = :m"), {"m": mailing_id}
+        )
+        truth = await status_counts(conn, mailing_id)
+    assert finished
+    assert [tuple(r) for r in rows] == [("failed", 0, 10), ("sent", 0, 30)]
+    assert truth == {"failed": 10, "sent": 30}

@@ -17,14 +17,19 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
-def create_engine(settings: HeraldSettings | str, pool_size: int | None = None) -> AsyncEngine:
+def create_engine(
+    settings: HeraldSettings | str, pool_size: int | None = None, *, pre_ping: bool = True
+) -> AsyncEngine:
+    """``pre_ping`` costs a round trip per checkout; workers that retry or requeue any
+    transaction that fails on a dead connection turn it off (SQLAlchemy then drops the whole
+    pool at the first disconnect error, so a database restart costs one failed attempt)."""
     url = settings if isinstance(settings, str) else settings.sqlalchemy_url
     size = pool_size or (10 if isinstance(settings, str) else settings.db_pool_size)
     return create_async_engine(
         to_sqlalchemy_url(url),
         pool_size=size,
         max_overflow=size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         # Every timestamp leaves PostgreSQL in UTC, whatever the server default.
         connect_args={"options": "-c timezone=UTC"},

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     Time,
@@ -145,12 +146,14 @@ class Outbox(Base):
 
 
 class MailingMessageCount(Base):
-    """Messages of a mailing per status; maintained by triggers on ``message`` (migration 0002)."""
+    """Messages of a mailing per status, in shards that only mean something summed; kept by
+    triggers on ``message`` (migrations 0002, 0004)."""
 
     __tablename__ = "mailing_message_count"
 
     mailing_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("mailing.id"), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="0")
     count: Mapped[int] = mapped_column(BigInteger)
 
 

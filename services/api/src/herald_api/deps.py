@@ -45,13 +45,14 @@ Uow = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 bearer = HTTPBearer(auto_error=False, description="The API token (HERALD_API_TOKEN).")
 
 
-def require_token(
+async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     settings: ApiSettings = request.app.state.settings
     expected = settings.api_token.get_secret_value().encode()
     given = credentials.credentials.encode() if credentials else b""
+    # async def on purpose: a plain def would cost every request a hop to the thread pool.
     if not credentials or not hmac.compare_digest(given, expected):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

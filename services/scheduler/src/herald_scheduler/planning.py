@@ -194,8 +194,8 @@ async def finish_settled(conn: AsyncConnection) -> list[int]:
                    OR ml.fanout_done_at IS NOT NULL)
               AND NOT EXISTS (
                   SELECT 1 FROM mailing_message_count c
-                  WHERE c.mailing_id = ml.id AND c.count > 0
-                    AND c.status = ANY(CAST(:unsettled AS varchar[]))
+                  WHERE c.mailing_id = ml.id AND c.status = ANY(CAST(:unsettled AS varchar[]))
+                  GROUP BY c.status HAVING sum(c.count) > 0
               )
             RETURNING ml.id
             """
@@ -203,6 +203,37 @@ async def finish_settled(conn: AsyncConnection) -> list[int]:
         {"unsettled": UNSETTLED},
     )
     return [r[0] for r in rows]
+
+
+async def fold_counters(conn: AsyncConnection, mailing_ids: list[int]) -> None:
+    """Fold finished mailings' counter shards into shard 0: their counts stop changing, and
+    statistics then read one row per status instead of one per shard."""
+    if not mailing_ids:
+        return
+    await conn.execute(
+        text(
+            """
+            WITH gone AS (
+                DELETE FROM mailing_message_count
+                WHERE mailing_id = ANY(CAST(:ids AS bigint[])) AND shard <> 0
+                RETURNING mailing_id, status, count
+            )
+            INSERT INTO mailing_message_count AS c (mailing_id, status, shard, count)
+            SELECT mailing_id, status, 0, sum(count) FROM gone
+            GROUP BY mailing_id, status
+            ORDER BY mailing_id, status
+            ON CONFLICT (mailing_id, status, shard) DO UPDATE SET count = c.count + excluded.count
+            """
+        ),
+        {"ids": mailing_ids},
+    )
+    await conn.execute(
+        text(
+            "DELETE FROM mailing_message_count "
+            "WHERE mailing_id = ANY(CAST(:ids AS bigint[])) AND count = 0"
+        ),
+        {"ids": mailing_ids},
+    )
 
 
 @dataclass(frozen=True, slots=True)

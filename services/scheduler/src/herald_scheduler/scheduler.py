@@ -164,6 +164,7 @@ class Scheduler:
             async with self._engine.begin() as conn:
                 expired = await planning.expire_ended(conn, self._settings.sweep_batch_size)
                 finished = await planning.finish_settled(conn)
+                await planning.fold_counters(conn, finished)
                 return expired, finished
 
         expired, finished = await with_retries(step)

@@ -64,6 +64,7 @@ class ProviderGate:
         self._burst_s = burst / rate_per_s if rate_per_s else 0.0
         self._paused_until = 0.0  # epoch seconds, from the shared row
         self._refreshed_at = 0.0
+        self._published: CircuitState | None = None
         self._publish_state()
 
     @property
@@ -175,5 +176,9 @@ class ProviderGate:
         return max(float(ahead or 0) - self._burst_s, 0.0)
 
     def _publish_state(self) -> None:
+        # Called around every provider call: touch the gauges only when the state changed.
+        if self._published == self._breaker.state:
+            return
+        self._published = self._breaker.state
         for state in CircuitState:
             metrics.CIRCUIT_STATE.labels(state.value).set(1 if self._breaker.state == state else 0)

@@ -26,7 +26,7 @@ DRAIN_TIMEOUT_S = 20.0
 
 
 async def serve(settings: SenderSettings) -> None:
-    engine = create_engine(settings)
+    engine = create_engine(settings, pre_ping=False)
     connection = await connect(settings.amqp_url, f"herald-sender {settings.service_instance}")
     channel = await connection.channel()
     await declare_topology(channel, retry_tiers(settings.retry_base_ms, settings.retry_max_ms))

@@ -81,7 +81,7 @@ class DeliveryWorker:
         self._tiers = retry_tiers(settings.retry_base_ms, settings.retry_max_ms)
         self._slots = Slots(settings.sender_concurrency)
         # Claim at least this many at once under load: fewer, larger transactions.
-        self._min_claim = max(1, settings.sender_concurrency // 10)
+        self._min_claim = max(1, settings.sender_concurrency // 4)
         self._guard = timedelta(milliseconds=settings.send_guard_ms)
         self._lease = timedelta(seconds=settings.lease_s)
         self._jobs: set[asyncio.Task[None]] = set()

@@ -247,12 +247,16 @@ async def _counts(session: AsyncSession, mailing_ids: list[int]) -> dict[int, di
     """Per-status counts from the trigger-kept counters: no scan of the messages."""
     rows = await session.execute(
         select(
-            MailingMessageCount.mailing_id, MailingMessageCount.status, MailingMessageCount.count
-        ).where(MailingMessageCount.mailing_id.in_(mailing_ids))
+            MailingMessageCount.mailing_id,
+            MailingMessageCount.status,
+            func.sum(MailingMessageCount.count),
+        )
+        .where(MailingMessageCount.mailing_id.in_(mailing_ids))
+        .group_by(MailingMessageCount.mailing_id, MailingMessageCount.status)
     )
     counts: dict[int, dict[str, int]] = {mid: _empty_counts() for mid in mailing_ids}
     for mailing_id, status, count in rows:
-        counts[mailing_id][status] = count
+        counts[mailing_id][status] = int(count)
     return counts
 
 
