@@ -44,6 +44,8 @@ class Scheduler:
         self._last_housekeeping = 0.0
         self._last_gauges = 0.0
         self._last_progress = 0.0
+        # The last chunk's jobs, being published while the next chunk is written.
+        self._fanout_publish: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -66,6 +68,7 @@ class Scheduler:
                 continue
             if not busy:
                 await self._sleep(await self._idle_delay())
+        await self.finish_publishing()
         log.info("scheduler_stopped")
 
     async def _sleep(self, seconds: float) -> None:
@@ -114,6 +117,7 @@ class Scheduler:
         started = time.perf_counter()
         result = await with_retries(step)
         if result is None:
+            await self.finish_publishing()
             return False
         metrics.FANOUT_CHUNK_SECONDS.observe(time.perf_counter() - started)
         mailing, chunk, outbox_ids, jobs = result
@@ -127,10 +131,28 @@ class Scheduler:
         log.info(
             "fanout_chunk", mailing_id=mailing.id, messages=created, jobs=len(jobs), done=chunk.done
         )
-        await self._publish(outbox_ids, jobs)
-        if chunk.done:
-            log.info("fanout_done", mailing_id=mailing.id)
+        # The chunk is committed (its jobs are in the outbox): publish them while the next
+        # chunk is inserted, one chunk at a time, so PostgreSQL and the broker work side by
+        # side instead of in turn and at most two chunks of jobs are ever in memory.
+        await self.finish_publishing()
+        self._fanout_publish = asyncio.create_task(
+            self._publish_chunk(mailing.id, outbox_ids, jobs, chunk.done)
+        )
         return True
+
+    async def finish_publishing(self) -> None:
+        """Wait for the fan-out's jobs still being published (a crash meanwhile leaves them in
+        the outbox for the relay)."""
+        task, self._fanout_publish = self._fanout_publish, None
+        if task is not None:
+            await task
+
+    async def _publish_chunk(
+        self, mailing_id: int, outbox_ids: Sequence[int], jobs: Sequence[Outgoing], done: bool
+    ) -> None:
+        await self._publish(outbox_ids, jobs)
+        if done:
+            log.info("fanout_done", mailing_id=mailing_id)
 
     async def requeue_once(self) -> bool:
         """Deferred messages whose window opened, and orphans of dead senders, get new jobs."""
@@ -174,6 +196,8 @@ class Scheduler:
         for mailing_id in finished:
             log.info("mailing_finished", mailing_id=mailing_id)
         relayed = 0
+        # Rows of a chunk this scheduler is still publishing are not stale: let it finish.
+        await self.finish_publishing()
         try:
             relayed = await relay_stale(
                 self._engine, self._publisher, timedelta(seconds=self._settings.outbox_grace_s)
