@@ -586,6 +586,8 @@ class Bench:
             op: asdict(summarize(values, errors.get(op, 0))) for op, values in latencies.items()
         }
         summary["overall"] = asdict(summarize(merged, sum(errors.values())))
+        if raw.get("from_schedule_ms"):
+            summary["from schedule"] = asdict(summarize(raw["from_schedule_ms"], 0))
         out_dict = {
             "requests": raw["requests"],
             "rate_per_s": raw.get("rate_per_s"),
