@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +16,7 @@ from herald_common.broker import Publisher
 from herald_common.db import create_engine
 from herald_common.jobs import delivery_jobs
 from herald_common.outbox import add_to_outbox
+from herald_scheduler import planning
 from herald_scheduler.scheduler import Scheduler
 from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
 
@@ -118,8 +121,8 @@ async def test_fan_out_resumes_from_its_cursor_without_duplicates(
         await insert_clients(conn, 1000)
         mailing_id = await insert_mailing(conn)
 
-    # Two chunks, then "crash": a fresh scheduler continues from the committed cursor.
-    assert await scheduler.fan_out_once()
+    # One step (two chunks of 300 side by side), then "crash": a fresh scheduler continues
+    # from the committed cursor.
     assert await scheduler.fan_out_once()
     async with clean_engine.connect() as conn:
         assert sum((await status_counts(conn, mailing_id)).values()) == 600
@@ -173,7 +176,8 @@ async def test_two_schedulers_fan_out_one_mailing_without_double_work(
     for engine in engines:
         await engine.dispose()
 
-    assert sum(chunks) == 41  # 40 full chunks of 500, and the empty one that ends it
+    # 20 steps of two chunks of 500 side by side, and the empty one that ends it
+    assert sum(chunks) == 21
     async with clean_engine.connect() as conn:
         counts = await status_counts(conn, mailing_id)
     assert counts == {"pending": 20_000}
@@ -337,3 +341,51 @@ async def test_a_finished_mailing_has_its_counter_shards_folded(
     assert finished
     assert [tuple(r) for r in rows] == [("failed", 0, 10), ("sent", 0, 30)]
     assert truth == {"failed": 10, "sent": 30}
+
+
+async def test_a_crash_after_the_chunks_committed_but_before_the_cursor_moved(
+    scheduler: Scheduler,
+    clean_engine: AsyncEngine,
+    broker: AbstractRobustConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chunks are inserted by their own transactions; if the step dies before the cursor
+    moves, the redo creates nothing twice and every message still gets exactly one job."""
+    async with clean_engine.begin() as conn:
+        clients = await insert_clients(conn, 1000)
+        mailing_id = await insert_mailing(conn)
+    advance = planning.advance_fan_out
+    calls = 0
+
+    async def dies_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("killed between the chunks' commits and the cursor's")
+        await advance(*args)
+
+    monkeypatch.setattr(planning, "advance_fan_out", dies_once)
+    with pytest.raises(RuntimeError):
+        await scheduler.fan_out_once()
+    async with clean_engine.connect() as conn:
+        cursor = await conn.scalar(
+            text("SELECT fanout_cursor FROM mailing WHERE id = :m"), {"m": mailing_id}
+        )
+        assert cursor == 0
+        assert sum((await status_counts(conn, mailing_id)).values()) == 600
+
+    await run_until_idle(scheduler)
+    await scheduler.housekeeping()  # relays the jobs the dead step left in the outbox
+
+    async with clean_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT id, client_id FROM message WHERE mailing_id = :m"), {"m": mailing_id}
+            )
+        ).all()
+        outbox_left = await conn.scalar(text("SELECT count(*) FROM outbox"))
+    assert sorted(r.client_id for r in rows) == clients
+    assert outbox_left == 0
+    per_message = Counter(mid for job in await drain_jobs(broker) for mid in job.message_ids)
+    assert set(per_message) == {r.id for r in rows}
+    assert max(per_message.values()) == 1

@@ -1,7 +1,7 @@
 """Database steps of the scheduler; each runs inside the caller's transaction.
 
-Fan-out is set-based: one INSERT … SELECT per chunk of clients, keyed by client id so that a
-crash resumes from ``fanout_cursor`` and ``ON CONFLICT DO NOTHING`` absorbs any overlap.
+Fan-out is set-based: one INSERT … SELECT per chunk of clients (a range of client ids), so that
+a crash resumes from ``fanout_cursor`` and ``ON CONFLICT DO NOTHING`` absorbs any overlap.
 """
 
 from __future__ import annotations
@@ -29,13 +29,26 @@ class DueMailing:
 
 
 @dataclass(frozen=True, slots=True)
-class FanOutChunk:
-    message_ids: list[int]
+class FanOutRange:
+    """Matching clients with ``after < id <= last``, whose messages one transaction creates."""
+
+    after: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutStep:
+    ranges: list[FanOutRange]
+    cursor: int | None  # the new fanout_cursor (None: no client left)
     done: bool
 
 
 async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
-    """The earliest due mailing whose fan-out is unfinished, locked; other replicas skip it."""
+    """The earliest due mailing whose fan-out is unfinished, locked; other replicas skip it.
+
+    ``NO KEY UPDATE``: the lock must not block the foreign-key checks of the transactions
+    that insert the mailing's messages meanwhile (they take ``KEY SHARE``).
+    """
     row = (
         await conn.execute(
             text(
@@ -46,7 +59,7 @@ async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
                   AND starts_at <= now() AND ends_at > now()
                 ORDER BY starts_at, id
                 LIMIT 1
-                FOR UPDATE SKIP LOCKED
+                FOR NO KEY UPDATE SKIP LOCKED
                 """
             )
         )
@@ -56,30 +69,32 @@ async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
     return DueMailing(row[0], row[1], row[2], list(row[3]), list(row[4]), row[5] is not None)
 
 
-async def fan_out_chunk(conn: AsyncConnection, mailing: DueMailing, size: int) -> FanOutChunk:
-    """Create the messages of the next ``size`` matching clients and move the cursor."""
+_MATCHING = """
+    deleted_at IS NULL
+    AND (cardinality(CAST(:codes AS varchar[])) = 0
+         OR operator_code = ANY(CAST(:codes AS varchar[])))
+    AND (cardinality(CAST(:tags AS varchar[])) = 0
+         OR tag = ANY(CAST(:tags AS varchar[])))
+"""
+
+
+async def plan_fan_out_step(
+    conn: AsyncConnection, mailing: DueMailing, size: int, parallel: int
+) -> FanOutStep:
+    """Split the next ``parallel`` chunks of ``size`` matching clients into id ranges."""
     row = (
         await conn.execute(
             text(
-                """
-                WITH target AS (
-                    SELECT id FROM client
-                    WHERE deleted_at IS NULL AND id > :cursor
-                      AND (cardinality(CAST(:codes AS varchar[])) = 0
-                           OR operator_code = ANY(CAST(:codes AS varchar[])))
-                      AND (cardinality(CAST(:tags AS varchar[])) = 0
-                           OR tag = ANY(CAST(:tags AS varchar[])))
-                    ORDER BY id
-                    LIMIT :size
-                ), created AS (
-                    INSERT INTO message (mailing_id, client_id, status)
-                    SELECT :mailing_id, id, :pending FROM target
-                    ON CONFLICT (mailing_id, client_id) DO NOTHING
-                    RETURNING id
-                )
-                SELECT (SELECT count(*) FROM target),
-                       (SELECT max(id) FROM target),
-                       (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM created)
+                f"""
+                SELECT count(*), max(id),
+                       coalesce(array_agg(id ORDER BY id) FILTER (WHERE n % :size = 0), '{{}}')
+                FROM (
+                    SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
+                        SELECT id FROM client
+                        WHERE id > :cursor AND {_MATCHING}
+                        ORDER BY id LIMIT :total
+                    ) AS next_clients
+                ) AS numbered
                 """
             ),
             {
@@ -87,13 +102,57 @@ async def fan_out_chunk(conn: AsyncConnection, mailing: DueMailing, size: int) -
                 "codes": mailing.operator_codes,
                 "tags": mailing.tags,
                 "size": size,
+                "total": size * parallel,
+            },
+        )
+    ).one()
+    count, last, bounds = int(row[0]), row[1], list(row[2])
+    if count == 0:
+        return FanOutStep([], None, True)
+    if not bounds or bounds[-1] != last:
+        bounds.append(last)
+    ranges = []
+    after = mailing.fanout_cursor
+    for bound in bounds:
+        ranges.append(FanOutRange(after, bound))
+        after = bound
+    return FanOutStep(ranges, last, count < size * parallel)
+
+
+async def create_messages(
+    conn: AsyncConnection, mailing: DueMailing, rng: FanOutRange
+) -> list[int]:
+    """Messages for the matching clients in ``rng``; ids of those created (a redo after a crash
+    finds most of them there already: ``ON CONFLICT DO NOTHING``)."""
+    row = (
+        await conn.execute(
+            text(
+                f"""
+                WITH created AS (
+                    INSERT INTO message (mailing_id, client_id, status)
+                    SELECT :mailing_id, id, :pending FROM client
+                    WHERE id > :after AND id <= :last AND {_MATCHING}
+                    ON CONFLICT (mailing_id, client_id) DO NOTHING
+                    RETURNING id
+                )
+                SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM created
+                """
+            ),
+            {
+                "after": rng.after,
+                "last": rng.last,
+                "codes": mailing.operator_codes,
+                "tags": mailing.tags,
                 "mailing_id": mailing.id,
                 "pending": MessageStatus.PENDING.value,
             },
         )
     ).one()
-    targeted, last_client_id, message_ids = row[0], row[1], list(row[2])
-    done = targeted < size
+    return list(row[0])
+
+
+async def advance_fan_out(conn: AsyncConnection, mailing: DueMailing, step: FanOutStep) -> None:
+    """Move the cursor past the ranges whose messages are committed; mark the start and end."""
     await conn.execute(
         text(
             """
@@ -104,9 +163,8 @@ async def fan_out_chunk(conn: AsyncConnection, mailing: DueMailing, size: int) -
             WHERE id = :id
             """
         ),
-        {"cursor": last_client_id, "done": done, "id": mailing.id},
+        {"cursor": step.cursor, "done": step.done, "id": mailing.id},
     )
-    return FanOutChunk(message_ids, done)
 
 
 async def requeue_deferred(conn: AsyncConnection, limit: int) -> list[tuple[int, int]]:

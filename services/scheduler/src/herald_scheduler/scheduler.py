@@ -99,20 +99,36 @@ class Scheduler:
         return busy
 
     async def fan_out_once(self) -> bool:
-        """Create and enqueue the next chunk of one due mailing's messages."""
+        """Create and enqueue the next chunks of one due mailing's messages.
+
+        The mailing stays locked (other replicas skip it) while its next chunks are inserted
+        side by side, each in its own transaction with its jobs in the outbox: one INSERT keeps
+        one PostgreSQL backend busy, and the machine has more cores than that. The cursor
+        moves past the chunks only once all of them are committed; a crash in between redoes
+        them, and ``ON CONFLICT DO NOTHING`` makes the redo create only what is missing.
+        """
 
         async def step() -> (
-            tuple[planning.DueMailing, planning.FanOutChunk, list[int], list[Outgoing]] | None
+            tuple[planning.DueMailing, bool, list[int], list[int], list[Outgoing]] | None
         ):
             async with self._engine.begin() as conn:
                 mailing = await planning.lock_due_mailing(conn)
                 if mailing is None:
                     return None
-                chunk = await planning.fan_out_chunk(
-                    conn, mailing, self._settings.fanout_chunk_size
+                plan = await planning.plan_fan_out_step(
+                    conn,
+                    mailing,
+                    self._settings.fanout_chunk_size,
+                    self._settings.fanout_parallelism,
                 )
-                jobs = delivery_jobs(mailing.id, chunk.message_ids, self._settings.job_size)
-                return mailing, chunk, await add_to_outbox(conn, jobs), jobs
+                chunks = await asyncio.gather(
+                    *(self._create_chunk(mailing, rng) for rng in plan.ranges)
+                )
+                await planning.advance_fan_out(conn, mailing, plan)
+            created = [mid for ids, _, _ in chunks for mid in ids]
+            outbox_ids = [oid for _, oids, _ in chunks for oid in oids]
+            jobs = [job for _, _, js in chunks for job in js]
+            return mailing, plan.done, created, outbox_ids, jobs
 
         started = time.perf_counter()
         result = await with_retries(step)
@@ -120,25 +136,31 @@ class Scheduler:
             await self.finish_publishing()
             return False
         metrics.FANOUT_CHUNK_SECONDS.observe(time.perf_counter() - started)
-        mailing, chunk, outbox_ids, jobs = result
-        created = len(chunk.message_ids)
+        mailing, done, message_ids, outbox_ids, jobs = result
+        created = len(message_ids)
         metrics.FANOUT_MESSAGES.inc(created)
         MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(created)
         if not mailing.started:
             lag = (datetime.now(UTC) - mailing.starts_at).total_seconds()
             metrics.START_LAG.observe(max(lag, 0.0))
             log.info("mailing_started", mailing_id=mailing.id, start_lag_s=round(lag, 3))
-        log.info(
-            "fanout_chunk", mailing_id=mailing.id, messages=created, jobs=len(jobs), done=chunk.done
-        )
+        log.info("fanout_chunk", mailing_id=mailing.id, messages=created, jobs=len(jobs), done=done)
         # The chunk is committed (its jobs are in the outbox): publish them while the next
         # chunk is inserted, one chunk at a time, so PostgreSQL and the broker work side by
         # side instead of in turn and at most two chunks of jobs are ever in memory.
         await self.finish_publishing()
         self._fanout_publish = asyncio.create_task(
-            self._publish_chunk(mailing.id, outbox_ids, jobs, chunk.done)
+            self._publish_chunk(mailing.id, outbox_ids, jobs, done)
         )
         return True
+
+    async def _create_chunk(
+        self, mailing: planning.DueMailing, rng: planning.FanOutRange
+    ) -> tuple[list[int], list[int], list[Outgoing]]:
+        async with self._engine.begin() as conn:
+            message_ids = await planning.create_messages(conn, mailing, rng)
+            jobs = delivery_jobs(mailing.id, message_ids, self._settings.job_size)
+            return message_ids, await add_to_outbox(conn, jobs), jobs
 
     async def finish_publishing(self) -> None:
         """Wait for the fan-out's jobs still being published (a crash meanwhile leaves them in

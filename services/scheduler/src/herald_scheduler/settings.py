@@ -10,6 +10,12 @@ from herald_common.settings import HeraldSettings, RetrySettings
 class SchedulerSettings(HeraldSettings, RetrySettings):
     scheduler_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     fanout_chunk_size: int = Field(default=5_000, ge=1, le=100_000)
+    fanout_parallelism: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Chunks of one mailing inserted side by side, each by its own connection.",
+    )
     job_size: int = Field(default=100, ge=1, le=1_000)
     outbox_grace_s: float = Field(
         default=10, ge=0, description="Age after which the relay publishes an outbox row."
