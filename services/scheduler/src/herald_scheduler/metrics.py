@@ -17,7 +17,7 @@ START_LAG = Histogram(
 FANOUT_MESSAGES = Counter("herald_scheduler_fanout_messages", "Messages created by fan-out.")
 FANOUT_CHUNK_SECONDS = Histogram(
     "herald_scheduler_fanout_chunk_seconds",
-    "Time of one fan-out step: its chunks of messages created side by side and committed with their jobs.",
+    "Time of one fan-out step: its chunks created side by side, committed with their jobs.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 REQUEUED = Counter(
