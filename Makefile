@@ -3,7 +3,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help install run services test test-unit test-e2e lint format clean bench
+.PHONY: help install run services test test-unit test-e2e lint format clean bench fuzz
 
 help:
 	@echo "make run     - the whole system in the foreground (API on http://127.0.0.1:8000)"
@@ -13,6 +13,7 @@ help:
 	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
 	@echo "make clean   - delete local state (./.herald)"
 	@echo "make bench   - throughput/latency benchmark, writes docs/performance.md (~4 min; BENCH_ARGS=--quick: ~1.5 min)"
+	@echo "make fuzz    - schemathesis against the running API for FUZZ_SECONDS (default 600), a new seed each run"
 
 install:
 	$(UV) sync --frozen
@@ -49,3 +50,9 @@ clean:
 BENCH_ARGS ?=
 bench: install
 	$(UV) run --frozen python -m bench.run $(BENCH_ARGS)
+
+# The fuzz test of `make test` (45 s, fixed seed), run longer and with a fresh seed.
+FUZZ_SECONDS ?= 600
+fuzz: install
+	HERALD_FUZZ_SECONDS=$(FUZZ_SECONDS) HERALD_FUZZ_SEED=$$(date +%s) \
+		$(UV) run --frozen pytest tests/e2e/test_fuzz.py $(PYTEST_ARGS)

@@ -303,11 +303,21 @@ async def test_patch_with_a_bad_field_is_422_and_changes_nothing(api: httpx.Asyn
 async def test_ids_outside_bigint_or_not_positive_integers_are_422_not_500(
     api: httpx.AsyncClient,
 ) -> None:
-    for client_id in (str(BIG_ID), "99999999999999999999999", "0", "-1", "abc"):
+    for client_id in (str(BIG_ID), "99999999999999999999999", "0"):
         for method in ("GET", "PATCH", "DELETE"):
             response = await api.request(method, f"{CLIENTS}/{client_id}", json={"tag": "x"})
 
             assert_invalid(response, "path", "client_id", case=f"{method} {client_id}")
+
+
+async def test_a_path_that_is_no_id_at_all_is_an_unknown_client(api: httpx.AsyncClient) -> None:
+    # Ids are digits: /clients/abc names no client (and /mailings/stats is another resource).
+    for client_id in ("-1", "abc", "1.5"):
+        for method in ("GET", "PATCH", "DELETE"):
+            response = await api.request(method, f"{CLIENTS}/{client_id}", json={"tag": "x"})
+
+            assert response.status_code == 404, f"{method} {client_id}: {response.text}"
+            assert response.json()["code"] == "not_found"
 
 
 async def test_list_with_a_bad_query_is_422(api: httpx.AsyncClient) -> None:

@@ -58,7 +58,7 @@ async def test_readyz_is_503_while_the_broker_is_unreachable(migrated_db_url: st
     [
         (
             "/api/v1/clients/5",
-            {"client_id": "5"},
+            {"client_id": 5},
             "/clients/{client_id}",
             "/api/v1/clients/{client_id}",
         ),
@@ -66,18 +66,21 @@ async def test_readyz_is_503_while_the_broker_is_unreachable(migrated_db_url: st
         ("/healthz", {}, "/healthz", "/healthz"),
         (
             "/api/v1/mailings/7/stats",
-            {"mailing_id": "7"},
+            {"mailing_id": 7},
             "/mailings/{mailing_id}/stats",
             "/api/v1/mailings/{mailing_id}/stats",
         ),
     ],
 )
 def test_route_template_restores_router_prefixes(
-    path: str, params: dict[str, str], relative: str, expected: str
+    path: str, params: dict[str, int], relative: str, expected: str
 ) -> None:
     class Route:
-        def __init__(self, path: str) -> None:
-            self.path = path
+        """As Starlette's: ``path`` keeps the convertors, ``path_format`` drops them."""
+
+        def __init__(self, path_format: str) -> None:
+            self.path_format = path_format
+            self.path = path_format.replace("_id}", "_id:int}")
 
     scope = {"path": path, "path_params": params, "route": Route(relative)}
     assert route_template(scope) == expected

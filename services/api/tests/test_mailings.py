@@ -432,7 +432,7 @@ async def test_create_with_bad_input_is_422_naming_the_field_and_writes_nothing(
 async def test_ids_outside_bigint_or_not_positive_integers_are_422_not_500(
     api: httpx.AsyncClient,
 ) -> None:
-    for mailing_id in (str(BIG_ID), "0", "x1"):
+    for mailing_id in (str(BIG_ID), "0"):
         for method, suffix in (
             ("GET", ""),
             ("PATCH", ""),
@@ -445,6 +445,13 @@ async def test_ids_outside_bigint_or_not_positive_integers_are_422_not_500(
             )
 
             assert_invalid(response, "path", "mailing_id", case=f"{method} {suffix}")
+
+
+async def test_a_path_that_is_no_id_at_all_is_an_unknown_mailing(api: httpx.AsyncClient) -> None:
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("GET", "/stats"), ("GET", "/messages")):
+        response = await api.request(method, f"{MAILINGS}/x1{suffix}")
+
+        assert response.status_code == 404, f"{method} {suffix}: {response.text}"
 
 
 async def test_create_patch_and_delete_publish_events_for_the_scheduler(

@@ -7,14 +7,16 @@ names the field and the reason.
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.utils import is_body_allowed_for_status_code
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from herald_common.errors import Conflict, HeraldError, InvalidInput, NotFound
@@ -25,6 +27,18 @@ log = structlog.get_logger()
 class ErrorBody(BaseModel):
     detail: str
     code: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description='Where: e.g. ["body", "phone"], ["query", "limit"].')
+    msg: str = Field(description="Why, in words a person can act on.")
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """422: the request was refused as a whole; each entry names a field and the reason."""
+
+    detail: list[FieldError]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -56,18 +70,77 @@ async def handle_herald_error(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=code)
 
 
-async def handle_http_error(_: Request, error: Exception) -> Response:
+# FastAPI's answer to a body it could not even decode (bytes that are not UTF-8 JSON).
+_UNPARSEABLE_BODY = "There was an error parsing the body"
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at this path: a 405's ``Allow`` header. (Starlette's
+    own names only the methods of the first route that matched the path.)"""
+    methods: set[str] = set()
+    for pattern, path_methods in _documented_paths(request.app):
+        if pattern.fullmatch(request.url.path):
+            methods |= path_methods
+    return sorted(methods)
+
+
+def _documented_paths(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        app.state, "documented_paths", None
+    )
+    if cached is None:
+        cached = []
+        for path, operations in app.openapi().get("paths", {}).items():
+            integers = {
+                param["name"]
+                for operation in operations.values()
+                for param in operation.get("parameters", [])
+                if param.get("in") == "path" and param.get("schema", {}).get("type") == "integer"
+            }
+
+            def placeholder(match: re.Match[str], integers: set[str] = integers) -> str:
+                # /mailings/stats is not /mailings/{mailing_id}: ids are digits.
+                return "[0-9]+" if match.group(1) in integers else "[^/]+"
+
+            template = re.sub(r"\\\{([^/]+?)\\\}", placeholder, re.escape(path))
+            cached.append((re.compile(template), {method.upper() for method in operations}))
+        app.state.documented_paths = cached
+    return cached
+
+
+async def handle_http_error(request: Request, error: Exception) -> Response:
     """FastAPI's own errors (401 from auth, 404/405 routing) in the same documented shape."""
     assert isinstance(error, HTTPException)
+    if error.status_code == status.HTTP_400_BAD_REQUEST and error.detail == _UNPARSEABLE_BODY:
+        # Same shape as any other unreadable body: a 422 naming the body and the reason.
+        detail = [{"loc": ["body"], "msg": "the body is not UTF-8 JSON", "type": "json_invalid"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+    headers = dict(error.headers or {})
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        documented = allowed_methods(request)
+        if documented:
+            headers["Allow"] = ", ".join(documented)
     if not is_body_allowed_for_status_code(error.status_code):
-        return Response(status_code=error.status_code, headers=error.headers)
+        return Response(status_code=error.status_code, headers=headers)
     try:
         code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
     except ValueError:
         code = "error"
     return JSONResponse(
-        {"detail": error.detail, "code": code}, status_code=error.status_code, headers=error.headers
+        {"detail": error.detail, "code": code}, status_code=error.status_code, headers=headers
     )
+
+
+async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:
+    """422 in the documented shape: where and why, without echoing the input. The input may
+    be what no JSON response can carry (an unpaired surrogate), or a secret pasted in the
+    wrong field."""
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type")}
+        for item in error.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 async def handle_unexpected(_: Request, error: Exception) -> JSONResponse:
@@ -81,4 +154,5 @@ async def handle_unexpected(_: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HeraldError, handle_herald_error)
     app.add_exception_handler(HTTPException, handle_http_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(Exception, handle_unexpected)

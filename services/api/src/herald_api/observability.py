@@ -50,7 +50,8 @@ def route_template(scope: Scope) -> str:
     Included routers report their route relative to their prefix; the request path ends with
     that relative route filled in with the path parameters, so what precedes it is the prefix.
     """
-    relative = getattr(scope.get("route"), "path", None)
+    # path_format: the path without its convertors (``{client_id}``, not ``{client_id:int}``).
+    relative = getattr(scope.get("route"), "path_format", None)
     if not isinstance(relative, str):
         return "unmatched"
     params = scope.get("path_params") or {}
@@ -63,6 +64,9 @@ def route_template(scope: Scope) -> str:
 
 
 def _is_id(value: object) -> bool:
+    # Path convertors hand over ints (``{client_id:int}``); anything else arrives as text.
+    if isinstance(value, int):
+        return 0 < value < 2**63
     return isinstance(value, str) and value.isdigit() and len(value) <= 19
 
 

@@ -28,6 +28,20 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def check_storable(value: str) -> str:
+    """PostgreSQL text holds neither NUL characters nor unpaired surrogates (which JSON's
+    ``\\uD800`` escapes can produce): refuse them here, with the reason, not at the INSERT."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "must be valid Unicode text (an unpaired surrogate escape such as \\ud800 is not)"
+        ) from None
+    return value
+
+
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -43,7 +57,9 @@ Phone = Annotated[
 OperatorCode = Annotated[
     str, Field(pattern=OPERATOR_CODE_PATTERN, description="3 digits.", examples=["900"])
 ]
-Tag = Annotated[str, Field(max_length=MAX_TAG_LENGTH, examples=["vip"])]
+Tag = Annotated[
+    str, Field(max_length=MAX_TAG_LENGTH, examples=["vip"]), AfterValidator(check_storable)
+]
 TimeZone = Annotated[
     str,
     Field(max_length=64, description="IANA time zone name.", examples=["Europe/Moscow"]),

@@ -25,7 +25,7 @@ from herald_api.clients.schemas import (
     InvalidImportBody,
 )
 from herald_api.deps import Uow
-from herald_api.errors import ERROR_RESPONSES, ErrorBody
+from herald_api.errors import ERROR_RESPONSES, ErrorBody, ValidationErrorBody
 from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
 from herald_api.settings import ApiSettings
@@ -140,7 +140,11 @@ IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": ExistingPhonesBody, "description": "`reject`: phones of live clients."},
     413: {"model": ErrorBody, "description": "Larger than HERALD_IMPORT_MAX_BYTES."},
     415: {"model": ErrorBody, "description": "Neither text/csv nor application/x-ndjson."},
-    422: {"model": InvalidImportBody, "description": "Errors in the file; nothing written."},
+    422: {
+        "model": InvalidImportBody | ValidationErrorBody,
+        "description": "Errors in the file (first shape) or in the query string (second); "
+        "nothing written.",
+    },
 }
 
 
@@ -203,12 +207,12 @@ async def list_clients(
     )
 
 
-@router.get("/{client_id}", summary="Get a client")
+@router.get("/{client_id:int}", summary="Get a client")
 async def get_client(client_id: EntityId, uow: Uow) -> ClientRead:
     return ClientRead.model_validate(await service.get_client(uow.session, client_id))
 
 
-@router.patch("/{client_id}", summary="Change a client")
+@router.patch("/{client_id:int}", summary="Change a client")
 async def update_client(client_id: EntityId, body: ClientUpdate, uow: Uow) -> ClientRead:
     """Change the given fields. Messages already created keep going to this client."""
     client = await service.update_client(uow.session, client_id, body)
@@ -217,7 +221,9 @@ async def update_client(client_id: EntityId, body: ClientUpdate, uow: Uow) -> Cl
     return ClientRead.model_validate(client)
 
 
-@router.delete("/{client_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a client")
+@router.delete(
+    "/{client_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a client"
+)
 async def delete_client(client_id: EntityId, uow: Uow) -> Response:
     """Remove the client from the directory; its pending messages end `cancelled`, its
     history stays in the statistics."""

@@ -94,12 +94,12 @@ async def all_stats(uow: Uow) -> AllMailingStats:
     return await service.all_stats(uow.session, _now())
 
 
-@router.get("/{mailing_id}", summary="Get a mailing")
+@router.get("/{mailing_id:int}", summary="Get a mailing")
 async def get_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     return service.to_read(await service.get_mailing(uow.session, mailing_id), _now())
 
 
-@router.patch("/{mailing_id}", summary="Change a mailing")
+@router.patch("/{mailing_id:int}", summary="Change a mailing")
 async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) -> MailingRead:
     """Change the given fields. After the start, `starts_at` and `filter` are fixed (409);
     new text, end or window apply to every message not yet sent."""
@@ -108,7 +108,9 @@ async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) ->
     return service.to_read(mailing, _now())
 
 
-@router.delete("/{mailing_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a mailing")
+@router.delete(
+    "/{mailing_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a mailing"
+)
 async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
     """Stop the mailing: messages not yet handed to the provider end `cancelled`."""
     mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
@@ -116,7 +118,7 @@ async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{mailing_id}/pause", summary="Pause a mailing")
+@router.post("/{mailing_id:int}/pause", summary="Pause a mailing")
 async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     """Stop handing this mailing's messages to the provider (calls already under way finish).
     Its messages wait as `paused`; the end still applies. Pausing a paused mailing changes
@@ -126,7 +128,7 @@ async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     return service.to_read(mailing, _now())
 
 
-@router.post("/{mailing_id}/resume", summary="Resume a paused mailing")
+@router.post("/{mailing_id:int}/resume", summary="Resume a paused mailing")
 async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     """Queue every paused message again, once: nobody is skipped or sent twice. Resuming a
     mailing that is not paused changes nothing; an ended one is 409."""
@@ -135,7 +137,7 @@ async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     return service.to_read(mailing, _now())
 
 
-@router.post("/{mailing_id}/retry-failed", summary="Send the failed messages again")
+@router.post("/{mailing_id:int}/retry-failed", summary="Send the failed messages again")
 async def retry_failed(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
     """Give every `failed` message of the mailing a new round of attempts (before its end;
     after it, 409). Sent, expired and cancelled messages are not touched."""
@@ -145,14 +147,14 @@ async def retry_failed(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
     return RetryFailedResult(requeued=moved)
 
 
-@router.get("/{mailing_id}/stats", summary="Statistics of one mailing")
+@router.get("/{mailing_id:int}/stats", summary="Statistics of one mailing")
 async def mailing_stats(mailing_id: EntityId, uow: Uow) -> MailingDetailStats:
     """Counts per status (every status present), and progress: done/total, the rate over
     about the last minute, and the estimated finish at that rate."""
     return await service.mailing_stats(uow.session, mailing_id, _now())
 
 
-@router.get("/{mailing_id}/messages", summary="Messages of a mailing")
+@router.get("/{mailing_id:int}/messages", summary="Messages of a mailing")
 async def list_messages(
     mailing_id: EntityId,
     uow: Uow,

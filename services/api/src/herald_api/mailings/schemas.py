@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from herald_api.validation import (
     MAX_FILTER_ITEMS,
@@ -13,6 +21,7 @@ from herald_api.validation import (
     OperatorCode,
     Tag,
     UtcDatetime,
+    check_storable,
 )
 from herald_common.statuses import ALL_STATUSES, MailingState
 
@@ -67,7 +76,9 @@ class SendWindow(BaseModel):
         return cls(start=start.strftime("%H:%M"), end=end.strftime("%H:%M"))
 
 
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
+Text = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT_LENGTH), AfterValidator(check_storable)
+]
 
 
 class MailingCreate(BaseModel):
