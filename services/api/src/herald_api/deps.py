@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -11,7 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald_api.events import EventPublisher
-from herald_api.settings import ApiSettings
+from herald_api.observability import note_caller
+from herald_api.security import identify
 
 
 class UnitOfWork:
@@ -49,13 +49,14 @@ async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    settings: ApiSettings = request.app.state.settings
-    expected = settings.api_token.get_secret_value().encode()
-    given = credentials.credentials.encode() if credentials else b""
     # async def on purpose: a plain def would cost every request a hop to the thread pool.
-    if not credentials or not hmac.compare_digest(given, expected):
+    given = credentials.credentials.encode() if credentials else b""
+    caller = identify(request.app.state.tokens, given) if given else None
+    if caller is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="missing or invalid bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    # The token's name, never the token, joins the request's log line.
+    note_caller(caller)

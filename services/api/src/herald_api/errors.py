@@ -45,6 +45,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid bearer token."},
     404: {"model": ErrorBody, "description": "No such entity."},
     409: {"model": ErrorBody, "description": "Conflicts with the current state."},
+    413: {"model": ErrorBody, "description": "Request body over HERALD_MAX_BODY_BYTES."},
 }
 
 

@@ -18,6 +18,7 @@ from herald_api.errors import install_error_handlers
 from herald_api.events import EventPublisher
 from herald_api.mailings.router import router as mailings_router
 from herald_api.observability import RequestObservability
+from herald_api.security import BodyLimit, SecurityHeaders, install_cors
 from herald_api.settings import ApiSettings
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
@@ -34,6 +35,10 @@ Errors: `{"detail": "...", "code": "..."}`; validation errors (422) name the fie
 """
 
 
+# The bulk import streams files far larger than any JSON body; it has its own limit.
+IMPORT_PATHS = frozenset({"/api/v1/clients/import"})
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     retry = RetrySettings()
@@ -42,6 +47,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.settings = settings
+        app.state.tokens = settings.tokens
         app.state.engine = engine
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         app.state.events = EventPublisher(
@@ -63,6 +69,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Added innermost first: RequestObservability, the outermost, logs even a 413.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=IMPORT_PATHS)
+    app.add_middleware(SecurityHeaders)
+    install_cors(app, settings.cors_origin_list)
     app.add_middleware(RequestObservability)
     app.include_router(health.router)
     secured = [Depends(require_token)]

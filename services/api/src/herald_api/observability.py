@@ -35,6 +35,13 @@ def note_ids(**ids: int) -> None:
     structlog.contextvars.bind_contextvars(**ids)
 
 
+def note_caller(name: str) -> None:
+    """Attach the name of the API token that authenticated the request to its log line."""
+    noted = _REQUEST_IDS.get()
+    if noted is not None:
+        noted["caller"] = name
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
