@@ -15,7 +15,9 @@ from herald_devstack.admin import DatabaseAdmin
 
 pytest_plugins = ["herald_devstack.pytest_plugin"]
 
-TABLES = "mailing_progress, mailing_message_count, outbox, message, mailing, client"
+TABLES = (
+    "mailing_progress, mailing_message_count, outbox, message, mailing, client, idempotency_key"
+)
 
 
 @pytest.fixture(scope="session")

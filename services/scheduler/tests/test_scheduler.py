@@ -389,3 +389,20 @@ async def test_a_crash_after_the_chunks_committed_but_before_the_cursor_moved(
     per_message = Counter(mid for job in await drain_jobs(broker) for mid in job.message_ids)
     assert set(per_message) == {r.id for r in rows}
     assert max(per_message.values()) == 1
+
+
+async def test_housekeeping_forgets_idempotency_keys_after_a_day(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO idempotency_key (caller, key, request_hash, status_code, response, "
+                "created_at) VALUES ('default', 'old', '', 201, '{}', now() - interval '25 hours'),"
+                " ('default', 'new', '', 201, '{}', now() - interval '23 hours')"
+            )
+        )
+    await scheduler.housekeeping()
+    async with clean_engine.connect() as conn:
+        keys = (await conn.execute(text("SELECT key FROM idempotency_key"))).scalars().all()
+    assert keys == ["new"]

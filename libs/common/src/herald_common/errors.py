@@ -6,6 +6,7 @@ HeraldError
 │   ├── DuplicatePhone  another live client already has this phone
 │   └── MailingStarted  a started mailing's filter or start cannot change
 └── InvalidInput        a value that passed the schema but breaks a rule    → 422
+    └── IdempotencyKeyReused  an Idempotency-Key sent again with another request
 """
 
 from __future__ import annotations
@@ -63,7 +64,20 @@ class MailingStarted(Conflict):
 class InvalidInput(HeraldError):
     code = "invalid_input"
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, location: str = "body") -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.location = location  # body, query or header: the start of the 422's ``loc``
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "Idempotency-Key",
+            f"{key!r} was used for a different request; send a new key for a new request",
+            location="header",
+        )
+        self.key = key

@@ -58,5 +58,7 @@ async def require_token(
             detail="missing or invalid bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    # The token's name, never the token, joins the request's log line.
+    # The token's name, never the token, joins the request's log line (and scopes its
+    # idempotency keys).
+    request.state.caller = caller
     note_caller(caller)

@@ -65,7 +65,7 @@ async def handle_herald_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HeraldError)
     code = _status_of(error)
     if isinstance(error, InvalidInput):
-        detail = [{"loc": ["body", error.field], "msg": error.reason, "type": error.code}]
+        detail = [{"loc": [error.location, error.field], "msg": error.reason, "type": error.code}]
         return JSONResponse({"detail": detail}, status_code=code)
     body = {"detail": error.message, "code": error.code, **error.details()}
     return JSONResponse(body, status_code=code)

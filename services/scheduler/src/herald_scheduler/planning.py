@@ -308,6 +308,17 @@ async def fold_counters(conn: AsyncConnection, mailing_ids: list[int]) -> None:
     )
 
 
+async def prune_idempotency_keys(conn: AsyncConnection, keep_hours: int = 24) -> int:
+    """Forget the API's idempotency keys once a retry of their request is no longer expected."""
+    result = await conn.execute(
+        text(
+            "DELETE FROM idempotency_key WHERE created_at < now() - make_interval(hours => :hours)"
+        ),
+        {"hours": keep_hours},
+    )
+    return result.rowcount
+
+
 @dataclass(frozen=True, slots=True)
 class Overview:
     """What the scheduler's gauges show."""

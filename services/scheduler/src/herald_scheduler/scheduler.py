@@ -209,6 +209,7 @@ class Scheduler:
                 expired = await planning.expire_ended(conn, self._settings.sweep_batch_size)
                 finished = await planning.finish_settled(conn)
                 await planning.fold_counters(conn, finished)
+                await planning.prune_idempotency_keys(conn)
                 return expired, finished
 
         expired, finished = await with_retries(step)

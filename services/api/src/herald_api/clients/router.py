@@ -26,6 +26,7 @@ from herald_api.clients.schemas import (
 )
 from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES, ErrorBody, ValidationErrorBody
+from herald_api.idempotency import Idempotency, IdempotencyKey
 from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
 from herald_api.settings import ApiSettings
@@ -37,10 +38,17 @@ log = structlog.get_logger()
 router = APIRouter(prefix="/clients", tags=["clients"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Add a client")
-async def create_client(body: ClientCreate, uow: Uow) -> ClientRead:
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, summary="Add a client", response_model=ClientRead
+)
+async def create_client(
+    body: ClientCreate, uow: Uow, request: Request, idempotency_key: IdempotencyKey = None
+) -> ClientRead | Response:
     """Add a client. The operator code defaults to digits 2–4 of the phone. 409 if a live
-    client already has the phone."""
+    client already has the phone. With an `Idempotency-Key`, a retry returns the first answer."""
+    idempotency = Idempotency.of(uow.session, request, idempotency_key, body)
+    if idempotency is not None and (replayed := await idempotency.replay()) is not None:
+        return replayed
     client = await service.create_client(uow.session, body)
     note_ids(client_id=client.id)
     read = ClientRead.model_validate(client)
@@ -53,6 +61,8 @@ async def create_client(body: ClientCreate, uow: Uow) -> ClientRead:
             timezone=read.timezone,
         )
     )
+    if idempotency is not None:
+        await idempotency.remember(status.HTTP_201_CREATED, read)
     return read
 
 

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES
+from herald_api.idempotency import Idempotency, IdempotencyKey
 from herald_api.mailings import service
 from herald_api.mailings.schemas import (
     AllMailingStats,
@@ -53,10 +54,18 @@ def _announce(
     uow.after_commit(announce)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a mailing")
-async def create_mailing(body: MailingCreate, uow: Uow) -> MailingRead:
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, summary="Create a mailing", response_model=MailingRead
+)
+async def create_mailing(
+    body: MailingCreate, uow: Uow, request: Request, idempotency_key: IdempotencyKey = None
+) -> MailingRead | Response:
     """Create a mailing. If its start has come (and its end has not) it starts at once;
-    otherwise it starts by itself at `starts_at`. One message per matching client."""
+    otherwise it starts by itself at `starts_at`. One message per matching client. With an
+    `Idempotency-Key`, a retry returns the first answer instead of a second mailing."""
+    idempotency = Idempotency.of(uow.session, request, idempotency_key, body)
+    if idempotency is not None and (replayed := await idempotency.replay()) is not None:
+        return replayed
     mailing = await service.create_mailing(uow.session, body)
     note_ids(mailing_id=mailing.id)
     _announce(
@@ -68,7 +77,10 @@ async def create_mailing(body: MailingCreate, uow: Uow) -> MailingRead:
         filter=body.filter.model_dump(),
         send_window=body.send_window.model_dump() if body.send_window else None,
     )
-    return service.to_read(mailing, _now())
+    read = service.to_read(mailing, _now())
+    if idempotency is not None:
+        await idempotency.remember(status.HTTP_201_CREATED, read)
+    return read
 
 
 @router.get("", summary="List mailings")
