@@ -22,7 +22,9 @@ from herald_common.statuses import IDLE_STATUSES, MessageStatus
 async def get_client(session: AsyncSession, client_id: int, *, lock: bool = False) -> Client:
     query = select(Client).where(Client.id == client_id, Client.deleted_at.is_(None))
     if lock:
-        query = query.with_for_update()
+        # NO KEY UPDATE: the id never changes, and this lock must not wait for (or hold up)
+        # the foreign-key checks of messages being inserted for this client meanwhile.
+        query = query.with_for_update(key_share=True)
     client = await session.scalar(query)
     if client is None:
         raise NotFound("client", client_id)

@@ -65,7 +65,9 @@ def _state(mailing: Mailing, now: datetime) -> MailingState:
 async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = False) -> Mailing:
     query = select(Mailing).where(Mailing.id == mailing_id, Mailing.deleted_at.is_(None))
     if lock:
-        query = query.with_for_update()
+        # NO KEY UPDATE: the id never changes, and this lock must not wait for (or hold up)
+        # the foreign-key checks of messages being inserted for this mailing meanwhile.
+        query = query.with_for_update(key_share=True)
     mailing = await session.scalar(query)
     if mailing is None:
         raise NotFound("mailing", mailing_id)
