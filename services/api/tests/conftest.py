@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -32,19 +33,27 @@ async def wait_until_connected(app: FastAPI, timeout_s: float = BROKER_WAIT_S) -
             await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def app(
-    clean_engine: AsyncEngine, migrated_db_url: str, amqp_url: str
-) -> AsyncIterator[FastAPI]:
+@asynccontextmanager
+async def started_app(db_url: str, amqp_url: str, **overrides: Any) -> AsyncIterator[FastAPI]:
+    """The real app through its lifespan, connected to the broker; ``overrides`` are settings."""
     settings = ApiSettings(
-        database_url=migrated_db_url,
+        database_url=db_url,
         amqp_url=amqp_url,
         api_token=SecretStr(TOKEN),
         db_pool_size=2,
+        **overrides,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         await wait_until_connected(app)
+        yield app
+
+
+@pytest.fixture
+async def app(
+    clean_engine: AsyncEngine, migrated_db_url: str, amqp_url: str
+) -> AsyncIterator[FastAPI]:
+    async with started_app(migrated_db_url, amqp_url) as app:
         yield app
 
 

@@ -12,11 +12,10 @@ from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from herald_api.main import create_app
 from herald_api.security import identify, parse_named_tokens
 from herald_api.settings import ApiSettings
 
-from .conftest import TOKEN, count_rows, wait_until_connected
+from .conftest import TOKEN, count_rows, started_app
 
 CI_TOKEN = "ci-token-0123456789abcdef"
 PARTNER_TOKEN = "partner-token-fedcba9876543210"
@@ -26,18 +25,13 @@ PARTNER_TOKEN = "partner-token-fedcba9876543210"
 async def secured_app(
     clean_engine: AsyncEngine, migrated_db_url: str, amqp_url: str
 ) -> AsyncIterator[FastAPI]:
-    settings = ApiSettings(
-        database_url=migrated_db_url,
-        amqp_url=amqp_url,
-        api_token=SecretStr(TOKEN),
+    async with started_app(
+        migrated_db_url,
+        amqp_url,
         api_tokens=SecretStr(f"ci={CI_TOKEN}, partner={PARTNER_TOKEN}"),
         cors_origins="https://admin.example.org",
         max_body_bytes=4096,
-        db_pool_size=2,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        await wait_until_connected(app)
+    ) as app:
         yield app
 
 

@@ -167,6 +167,24 @@ class MailingProgress(Base):
     done: Mapped[int] = mapped_column(BigInteger)
 
 
+# How long the API replays an Idempotency-Key's answer; the scheduler prunes older keys.
+IDEMPOTENCY_KEEP_HOURS = 24
+
+
+class IdempotencyKey(Base):
+    """A creating POST's Idempotency-Key with its first answer (migration 0005)."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"),)
+
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
 class ProviderThrottle(Base):
     """Shared by every sender: a GCRA rate limit and a pause (a provider's Retry-After)."""
 

@@ -5,7 +5,7 @@ The key is stored in the request's own transaction, together with the answer, so
 the entity and its key are committed or neither is. A second request with the key waits on
 the first one's row until that commits, then replays its answer (same status, same body). The
 same key with a different body (or on another path) is a 422. Keys are scoped to the token's
-name and kept for ``KEEP_HOURS``; the scheduler prunes older ones.
+name and kept for ``IDEMPOTENCY_KEEP_HOURS``; the scheduler prunes older ones.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_common.errors import IdempotencyKeyReused, InvalidInput
+from herald_common.models import IDEMPOTENCY_KEEP_HOURS
 
-KEEP_HOURS = 24
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 IdempotencyKey = Annotated[
@@ -30,7 +30,7 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         description=f"Any 1-200 visible ASCII characters, new for each new request: a retry "
-        f"with the same key (within {KEEP_HOURS} h) returns the first answer.",
+        f"with the same key (within {IDEMPOTENCY_KEEP_HOURS} h) returns the first answer.",
     ),
 ]
 

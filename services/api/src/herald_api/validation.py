@@ -29,16 +29,11 @@ def _check_timezone(value: str) -> str:
 
 
 def check_storable(value: str) -> str:
-    """PostgreSQL text holds neither NUL characters nor unpaired surrogates (which JSON's
-    ``\\uD800`` escapes can produce): refuse them here, with the reason, not at the INSERT."""
+    """PostgreSQL text cannot hold a NUL character: refuse it here, with the reason, not at
+    the INSERT. (Unpaired surrogates, the other thing it cannot hold, never get this far:
+    pydantic refuses them as it reads the string.)"""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters (\\u0000)")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(
-            "must be valid Unicode text (an unpaired surrogate escape such as \\ud800 is not)"
-        ) from None
     return value
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from herald_common.models import IDEMPOTENCY_KEEP_HOURS
 from herald_common.statuses import IDLE_STATUSES, TERMINAL_STATUSES, MessageStatus
 
 IDLE = sorted(s.value for s in IDLE_STATUSES)
@@ -308,7 +309,9 @@ async def fold_counters(conn: AsyncConnection, mailing_ids: list[int]) -> None:
     )
 
 
-async def prune_idempotency_keys(conn: AsyncConnection, keep_hours: int = 24) -> int:
+async def prune_idempotency_keys(
+    conn: AsyncConnection, keep_hours: int = IDEMPOTENCY_KEEP_HOURS
+) -> int:
     """Forget the API's idempotency keys once a retry of their request is no longer expected."""
     result = await conn.execute(
         text(
