@@ -49,7 +49,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _status_of(error: HeraldError) -> int:
+def status_of(error: HeraldError) -> int:
     if error.status_code is not None:
         return error.status_code
     if isinstance(error, NotFound):
@@ -63,7 +63,7 @@ def _status_of(error: HeraldError) -> int:
 
 async def handle_herald_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HeraldError)
-    code = _status_of(error)
+    code = status_of(error)
     if isinstance(error, InvalidInput):
         detail = [{"loc": [error.location, error.field], "msg": error.reason, "type": error.code}]
         return JSONResponse({"detail": detail}, status_code=code)

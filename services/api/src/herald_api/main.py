@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from herald_api import health
+from herald_api.admin.app import MOUNT as ADMIN_MOUNT
+from herald_api.admin.app import create_admin_app
 from herald_api.clients.router import router as clients_router
 from herald_api.deps import require_token
 from herald_api.errors import install_error_handlers
@@ -36,12 +38,13 @@ Errors: `{"detail": "...", "code": "..."}`; validation errors (422) name the fie
 
 
 # The bulk import streams files far larger than any JSON body; it has its own limit.
-IMPORT_PATHS = frozenset({"/api/v1/clients/import"})
+IMPORT_PATHS = frozenset({"/api/v1/clients/import", "/admin/clients/import"})
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     retry = RetrySettings()
+    admin = create_admin_app(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +57,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings.amqp_url, retry_tiers(retry.retry_base_ms, retry.retry_max_ms)
         )
         app.state.events.start()
+        # A mounted app's lifespan does not run: it shares the API's engine and publisher.
+        admin.state.sessionmaker = app.state.sessionmaker
+        admin.state.events = app.state.events
         try:
             yield
         finally:
@@ -78,6 +84,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     secured = [Depends(require_token)]
     app.include_router(clients_router, prefix="/api/v1", dependencies=secured)
     app.include_router(mailings_router, prefix="/api/v1", dependencies=secured)
+
+    app.mount(ADMIN_MOUNT, admin)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -113,7 +113,7 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-# Swagger UI (the only HTML served) loads its script and style from jsDelivr and runs one
+# Swagger UI loads its script and style from jsDelivr and runs one
 # inline script; nothing else may load, and no one may frame it.
 HTML_HEADERS = [
     (
@@ -144,7 +144,9 @@ class SecurityHeaders:
                 headers.append((b"x-content-type-options", b"nosniff"))
                 content_type = next((v for k, v in headers if k == b"content-type"), b"")
                 if content_type.startswith(b"text/html"):
-                    headers += HTML_HEADERS
+                    # A page with a policy of its own (the admin UI's, stricter) keeps it.
+                    own = {k for k, _ in headers}
+                    headers += [(k, v) for k, v in HTML_HEADERS if k not in own]
                 message["headers"] = headers
             await send(message)
 

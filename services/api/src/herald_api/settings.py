@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from herald_api.security import DEFAULT_TOKEN_NAME, ApiToken, parse_named_tokens
 from herald_common.settings import HeraldSettings
@@ -31,6 +33,56 @@ class ApiSettings(HeraldSettings):
         ge=1,
         description="Largest file POST /api/v1/clients/import accepts (413 beyond).",
     )
+
+    # The admin UI (/admin): off unless an OIDC issuer is configured.
+    oidc_issuer: str = Field(
+        default="",
+        description="OIDC issuer URL for the admin UI's login (Keycloak realm, Auth0 tenant, "
+        "https://accounts.google.com); empty turns the admin UI off.",
+    )
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid email profile"
+    oidc_groups_claim: str = Field(
+        default="groups", description="The claim listing the user's groups (or roles)."
+    )
+    admin_emails: str = Field(default="", description="E-mails allowed in, comma-separated.")
+    admin_domains: str = Field(
+        default="", description="E-mail domains allowed in, comma-separated (example.com)."
+    )
+    admin_groups: str = Field(default="", description="Groups allowed in, comma-separated.")
+    admin_session_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs the admin session cookie; the same on every API replica.",
+    )
+    admin_cookie_secure: bool = Field(
+        default=True, description="Send the session cookie over HTTPS only (off for local HTTP)."
+    )
+    admin_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _check_admin(self) -> Self:
+        if not self.oidc_issuer:
+            return self
+        if not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError("HERALD_OIDC_ISSUER must be an http(s) URL")
+        if not self.oidc_client_id:
+            raise ValueError("HERALD_OIDC_CLIENT_ID is required with HERALD_OIDC_ISSUER")
+        if len(self.admin_session_secret.get_secret_value()) < 32:
+            raise ValueError(
+                "HERALD_ADMIN_SESSION_SECRET must be at least 32 characters with "
+                "HERALD_OIDC_ISSUER (the same on every replica)"
+            )
+        if not (self.admin_emails or self.admin_domains or self.admin_groups):
+            raise ValueError(
+                "with HERALD_OIDC_ISSUER, set who may log in: HERALD_ADMIN_EMAILS, "
+                "HERALD_ADMIN_DOMAINS or HERALD_ADMIN_GROUPS"
+            )
+        return self
+
+    @property
+    def admin_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
 
     @field_validator("api_tokens")
     @classmethod

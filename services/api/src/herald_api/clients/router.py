@@ -9,6 +9,7 @@ import structlog
 from fastapi import APIRouter, Query, Request, Response, status
 
 from herald_api.clients import service
+from herald_api.clients.announce import client_created, client_deleted, client_updated
 from herald_api.clients.imports import (
     ImportFormat,
     ImportTooLarge,
@@ -31,8 +32,6 @@ from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
 from herald_api.settings import ApiSettings
 from herald_api.validation import EntityId, OperatorCode, Phone, Tag
-from herald_common.metrics import MESSAGE_TRANSITIONS
-from herald_common.statuses import MessageStatus
 
 log = structlog.get_logger()
 router = APIRouter(prefix="/clients", tags=["clients"], responses=ERROR_RESPONSES)
@@ -52,15 +51,7 @@ async def create_client(
     client = await service.create_client(uow.session, body)
     note_ids(client_id=client.id)
     read = ClientRead.model_validate(client)
-    uow.after_commit(
-        lambda: log.info(
-            "client_created",
-            client_id=read.id,
-            operator_code=read.operator_code,
-            tag=read.tag,
-            timezone=read.timezone,
-        )
-    )
+    client_created(uow, read)
     if idempotency is not None:
         await idempotency.remember(status.HTTP_201_CREATED, read)
     return read
@@ -227,7 +218,7 @@ async def update_client(client_id: EntityId, body: ClientUpdate, uow: Uow) -> Cl
     """Change the given fields. Messages already created keep going to this client."""
     client = await service.update_client(uow.session, client_id, body)
     fields = sorted(body.model_dump(exclude_unset=True))
-    uow.after_commit(lambda: log.info("client_updated", client_id=client_id, fields=fields))
+    client_updated(uow, client_id, fields)
     return ClientRead.model_validate(client)
 
 
@@ -238,10 +229,5 @@ async def delete_client(client_id: EntityId, uow: Uow) -> Response:
     """Remove the client from the directory; its pending messages end `cancelled`, its
     history stays in the statistics."""
     cancelled = await service.delete_client(uow.session, client_id)
-
-    def deleted() -> None:
-        MESSAGE_TRANSITIONS.labels(MessageStatus.CANCELLED).inc(cancelled)
-        log.info("client_deleted", client_id=client_id, messages_cancelled=cancelled)
-
-    uow.after_commit(deleted)
+    client_deleted(uow, client_id, cancelled)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

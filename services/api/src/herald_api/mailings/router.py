@@ -12,6 +12,7 @@ from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES
 from herald_api.idempotency import Idempotency, IdempotencyKey
 from herald_api.mailings import service
+from herald_api.mailings.announce import announce
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
@@ -24,9 +25,6 @@ from herald_api.mailings.schemas import (
 from herald_api.observability import note_ids
 from herald_api.pagination import After, Limit, Page, next_after
 from herald_api.validation import EntityId
-from herald_common.contracts import MailingEventKind
-from herald_common.metrics import MESSAGE_TRANSITIONS
-from herald_common.models import Mailing
 from herald_common.statuses import MailingState, MessageStatus
 
 log = structlog.get_logger()
@@ -35,23 +33,6 @@ router = APIRouter(prefix="/mailings", tags=["mailings"], responses=ERROR_RESPON
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _announce(
-    uow: Uow, kind: MailingEventKind, mailing: Mailing, cancelled: int = 0, **details: object
-) -> None:
-    """After the commit: log what happened and tell the scheduler."""
-    mailing_id, starts_at, ends_at = mailing.id, mailing.starts_at, mailing.ends_at
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
-
-    def announce() -> None:
-        if kind == "deleted":
-            MESSAGE_TRANSITIONS.labels(MessageStatus.CANCELLED).inc(cancelled)
-            details["messages_cancelled"] = cancelled
-        log.info(f"mailing_{kind}", mailing_id=mailing_id, **details)
-        uow.events.publish(kind, mailing_id, starts_at, ends_at, request_id)
-
-    uow.after_commit(announce)
 
 
 @router.post(
@@ -68,7 +49,7 @@ async def create_mailing(
         return replayed
     mailing = await service.create_mailing(uow.session, body)
     note_ids(mailing_id=mailing.id)
-    _announce(
+    announce(
         uow,
         "created",
         mailing,
@@ -116,7 +97,7 @@ async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) ->
     """Change the given fields. After the start, `starts_at` and `filter` are fixed (409);
     new text, end or window apply to every message not yet sent."""
     mailing = await service.update_mailing(uow.session, mailing_id, body, _now())
-    _announce(uow, "updated", mailing, fields=sorted(body.model_fields_set))
+    announce(uow, "updated", mailing, fields=sorted(body.model_fields_set))
     return service.to_read(mailing, _now())
 
 
@@ -126,7 +107,7 @@ async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) ->
 async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
     """Stop the mailing: messages not yet handed to the provider end `cancelled`."""
     mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
-    _announce(uow, "deleted", mailing, cancelled=cancelled)
+    announce(uow, "deleted", mailing, cancelled=cancelled)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -136,7 +117,7 @@ async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     Its messages wait as `paused`; the end still applies. Pausing a paused mailing changes
     nothing; an ended one is 409."""
     mailing = await service.pause_mailing(uow.session, mailing_id, _now())
-    _announce(uow, "updated", mailing, action="paused")
+    announce(uow, "updated", mailing, action="paused")
     return service.to_read(mailing, _now())
 
 
@@ -145,7 +126,7 @@ async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     """Queue every paused message again, once: nobody is skipped or sent twice. Resuming a
     mailing that is not paused changes nothing; an ended one is 409."""
     mailing = await service.resume_mailing(uow.session, mailing_id, _now())
-    _announce(uow, "updated", mailing, action="resumed")
+    announce(uow, "updated", mailing, action="resumed")
     return service.to_read(mailing, _now())
 
 
@@ -155,7 +136,7 @@ async def retry_failed(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
     after it, 409). Sent, expired and cancelled messages are not touched."""
     moved = await service.retry_failed(uow.session, mailing_id, _now())
     mailing = await service.get_mailing(uow.session, mailing_id)
-    _announce(uow, "updated", mailing, action="retry_failed", requeued=moved)
+    announce(uow, "updated", mailing, action="retry_failed", requeued=moved)
     return RetryFailedResult(requeued=moved)
 
 

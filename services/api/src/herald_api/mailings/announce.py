@@ -1,0 +1,35 @@
+"""What follows a mailing's change once it is committed: its log line and its event."""
+
+from __future__ import annotations
+
+import structlog
+
+from herald_api.deps import UnitOfWork
+from herald_common.contracts import MailingEventKind
+from herald_common.metrics import MESSAGE_TRANSITIONS
+from herald_common.models import Mailing
+from herald_common.statuses import MessageStatus
+
+log = structlog.get_logger()
+
+
+def announce(
+    uow: UnitOfWork,
+    kind: MailingEventKind,
+    mailing: Mailing,
+    cancelled: int = 0,
+    **details: object,
+) -> None:
+    """After the commit: log what happened and tell the scheduler (the REST API and the
+    admin UI both change mailings through here)."""
+    mailing_id, starts_at, ends_at = mailing.id, mailing.starts_at, mailing.ends_at
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+
+    def announced() -> None:
+        if kind == "deleted":
+            MESSAGE_TRANSITIONS.labels(MessageStatus.CANCELLED).inc(cancelled)
+            details["messages_cancelled"] = cancelled
+        log.info(f"mailing_{kind}", mailing_id=mailing_id, **details)
+        uow.events.publish(kind, mailing_id, starts_at, ends_at, request_id)
+
+    uow.after_commit(announced)

@@ -1,0 +1,1 @@
+"""Herald reporter: the daily statistics e-mail."""
