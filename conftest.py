@@ -16,7 +16,8 @@ from herald_devstack.admin import DatabaseAdmin
 pytest_plugins = ["herald_devstack.pytest_plugin"]
 
 TABLES = (
-    "mailing_progress, mailing_message_count, outbox, message, mailing, client, idempotency_key"
+    "mailing_progress, mailing_message_count, outbox, message, mailing, client, idempotency_key, "
+    "daily_report"
 )
 
 

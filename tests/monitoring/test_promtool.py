@@ -63,6 +63,7 @@ def test_prometheus_config_scrapes_the_make_run_stack() -> None:
         "herald-api": ("/metrics", ["127.0.0.1:8000"]),
         "herald-scheduler": ("/metrics", ["127.0.0.1:9101"]),
         "herald-sender": ("/metrics", ["127.0.0.1:9102", "127.0.0.1:9103"]),
+        "herald-reporter": ("/metrics", ["127.0.0.1:9109"]),
         "rabbitmq": ("/metrics", ["127.0.0.1:15693"]),
     }
     assert config["rule_files"] == ["alerts.yml"]

@@ -42,6 +42,7 @@ HERALD_METRIC_MODULES = (
     "herald_api.metrics",
     "herald_scheduler.metrics",
     "herald_sender.metrics",
+    "herald_reporter.metrics",
     "herald_common.metrics",
 )
 # Series that Prometheus itself writes for every target.

@@ -12,7 +12,10 @@ def test_empty_environment_starts_everything_on_default_ports() -> None:
     plan = plan_stack({}, CWD)
 
     assert (plan.start_postgres, plan.start_rabbitmq, plan.start_simulator) == (True, True, True)
+    assert plan.start_smtp_sink is True
     assert plan.state_dir == CWD / ".herald"
+    assert plan.mail_dir == CWD / ".herald" / "mail"
+    assert plan.port("HERALD_DEV_SMTP_PORT") == 8025
     assert plan.port("HERALD_DEV_PG_PORT") == 5433
     assert plan.port("HERALD_DEV_AMQP_PORT") == 5673
     assert plan.port("HERALD_DEV_RABBITMQ_MANAGEMENT_PORT") == 15673
@@ -27,12 +30,13 @@ def test_empty_environment_starts_everything_on_default_ports() -> None:
         ("HERALD_DATABASE_URL", "start_postgres"),
         ("HERALD_AMQP_URL", "start_rabbitmq"),
         ("HERALD_PROVIDER_URL", "start_simulator"),
+        ("HERALD_SMTP_HOST", "start_smtp_sink"),
     ],
 )
 def test_a_given_url_means_that_server_is_not_started(variable: str, flag: str) -> None:
     plan = plan_stack({variable: "scheme://elsewhere"}, CWD)
 
-    flags = {"start_postgres", "start_rabbitmq", "start_simulator"}
+    flags = {"start_postgres", "start_rabbitmq", "start_simulator", "start_smtp_sink"}
     assert getattr(plan, flag) is False
     assert all(getattr(plan, other) for other in flags - {flag})
 
@@ -58,6 +62,7 @@ def test_overrides() -> None:
         "sender-1",
         "sender-2",
         "sender-3",
+        "reporter-1",
     ]
     assert plan_services(plan)[0].wait_http == "http://127.0.0.1:9000/healthz"
 

@@ -1,6 +1,7 @@
 import io
 import os
 import shutil
+import smtplib
 import stat
 import sys
 import tempfile
@@ -27,6 +28,7 @@ SCRIPTS = (
     "herald-api",
     "herald-scheduler",
     "herald-sender",
+    "herald-reporter",
 )
 
 
@@ -58,6 +60,7 @@ def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
         "HERALD_DEV_PG_PORT": str(free_port()),
         "HERALD_DEV_SIM_PORT": str(free_port()),
         "HERALD_API_PORT": str(free_port()),
+        "HERALD_DEV_SMTP_PORT": str(free_port()),
         **extra,
     }
 
@@ -80,6 +83,10 @@ def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
             "HERALD_PROVIDER_URL",
             "HERALD_PROVIDER_TOKEN",
             "HERALD_API_TOKEN",
+            "HERALD_SMTP_HOST",
+            "HERALD_SMTP_PORT",
+            "HERALD_SMTP_SECURITY",
+            "HERALD_REPORT_RECIPIENTS",
         }
         with psycopg.connect(settings["HERALD_DATABASE_URL"]) as conn:
             assert conn.execute("SELECT to_regclass('migrated')::text").fetchone() == ("migrated",)
@@ -91,10 +98,23 @@ def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
             "scheduler-1",
             "sender-1",
             "sender-2",
+            "reporter-1",
         ]
         banner = runner.banner()
         assert settings["HERALD_API_TOKEN"] in banner
         assert f"{plan.api_url}/docs/" in banner
+        assert f"{plan.mail_dir}/" in banner
+
+        # What the reporter would do: the sink keeps the mail as a file in the state dir.
+        assert settings["HERALD_SMTP_PORT"] == env["HERALD_DEV_SMTP_PORT"]
+        with smtplib.SMTP("127.0.0.1", int(settings["HERALD_SMTP_PORT"]), timeout=10) as smtp:
+            smtp.sendmail(
+                "herald@localhost",
+                [settings["HERALD_REPORT_RECIPIENTS"]],
+                b"Subject: Herald daily report\r\n\r\nhello\r\n",
+            )
+        [eml] = plan.mail_dir.glob("*.eml")
+        assert b"Subject: Herald daily report" in eml.read_bytes()
 
         assert runner.supervise(poll_interval=0.05) == 1
     finally:
@@ -106,6 +126,7 @@ def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
     assert all(not p.is_running() for p in runner.group)
     assert (plan.log_dir / "sender-1.log").exists()
     assert is_port_free(plan.port("HERALD_DEV_PG_PORT"))
+    assert is_port_free(plan.port("HERALD_DEV_SMTP_PORT"))
 
 
 def herald_dev() -> str:
@@ -130,7 +151,7 @@ def test_herald_dev_run_serves_until_sigterm(
     assert run.terminate(timeout=20) == 0
     output = run.output()
     assert "SIGTERM received, stopping" in output
-    assert output.count('"event": "stopped"') == 5  # every service and the simulator
+    assert output.count('"event": "stopped"') == 6  # every service and the simulator
     assert "herald-dev   | stopped" in output
 
 

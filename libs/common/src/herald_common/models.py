@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -193,3 +194,33 @@ class ProviderThrottle(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     tat: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     paused_until: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class DailyReport(Base):
+    """One day's statistics e-mail (migration 0006): ``sending`` while owed, then ``sent``.
+
+    ``claimed_at`` is a reporter's lease on it; ``next_attempt_at`` the backoff after a failed
+    try. The window is what the report covers, fixed when the day is planned.
+    """
+
+    __tablename__ = "daily_report"
+    __table_args__ = (
+        CheckConstraint("status IN ('sending', 'sent')", name="status_known"),
+        CheckConstraint("window_end_at > window_start_at", name="window_ordered"),
+        CheckConstraint("(status = 'sent') = (sent_at IS NOT NULL)", name="sent_has_time"),
+        Index("ix_daily_report_owed", "report_day", postgresql_where=text("status = 'sending'")),
+    )
+
+    report_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="sending")
+    window_start_at: Mapped[datetime] = mapped_column(TZ)
+    window_end_at: Mapped[datetime] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    claimed_at: Mapped[datetime | None] = mapped_column(TZ)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    recipients: Mapped[int | None] = mapped_column(Integer)

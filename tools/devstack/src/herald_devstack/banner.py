@@ -15,6 +15,7 @@ def render_banner(
     simulator_url: str | None,
     management_url: str | None,
     log_dir: Path,
+    mail_dir: Path | None = None,
 ) -> str:
     token = shlex.quote(f"Authorization: Bearer {api_token}")
     body = shlex.quote('{"phone": "79001234567", "tag": "demo", "timezone": "Europe/Moscow"}')
@@ -29,6 +30,8 @@ def render_banner(
     if management_url is not None:
         rows.append(("RabbitMQ UI", f"{management_url}/  (guest / guest)"))
     rows.append(("Logs", f"{log_dir}/"))
+    if mail_dir is not None:
+        rows.append(("Mail", f"{mail_dir}/  (the daily report, one .eml file per mail)"))
     width = max(len(label) for label, _ in rows)
     lines = ["", "Herald is running.", *(f"  {label:<{width}}  {value}" for label, value in rows)]
     lines += [

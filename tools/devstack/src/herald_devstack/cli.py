@@ -19,12 +19,14 @@ from herald_devstack.runner import Runner, SignalGate, StopRequested
 from herald_devstack.state import StateLock
 
 DESCRIPTION = """\
-Local Herald stack. Starts PostgreSQL, RabbitMQ and the provider simulator only when
-HERALD_DATABASE_URL, HERALD_AMQP_URL and HERALD_PROVIDER_URL are not set. State (data, logs,
-generated tokens) lives in ./.herald or $HERALD_DEV_STATE_DIR. Ports: HERALD_DEV_PG_PORT (5433),
+Local Herald stack. Starts PostgreSQL, RabbitMQ, the provider simulator and an SMTP sink
+(mail as .eml files in ./.herald/mail) only when HERALD_DATABASE_URL, HERALD_AMQP_URL,
+HERALD_PROVIDER_URL and HERALD_SMTP_HOST are not set. State (data, logs, mail, generated
+tokens) lives in ./.herald or $HERALD_DEV_STATE_DIR. Ports: HERALD_DEV_PG_PORT (5433),
 HERALD_DEV_AMQP_PORT (5673), HERALD_DEV_RABBITMQ_MANAGEMENT_PORT (15673),
 HERALD_DEV_RABBITMQ_PROMETHEUS_PORT (15693), HERALD_DEV_RABBITMQ_DIST_PORT (25673),
-HERALD_DEV_EPMD_PORT (4370), HERALD_DEV_SIM_PORT (8001), HERALD_API_PORT (8000);
+HERALD_DEV_EPMD_PORT (4370), HERALD_DEV_SIM_PORT (8001), HERALD_DEV_SMTP_PORT (8025),
+HERALD_API_PORT (8000);
 HERALD_SENDER_REPLICAS (2). HERALD_DEV_BIN_DIR: a directory searched first for the console
 scripts (herald-api, ...).
 """
@@ -39,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the whole system in the foreground (make run)")
     commands.add_parser(
-        "services", help="start only PostgreSQL, RabbitMQ and the simulator; print the env vars"
+        "services",
+        help="start only PostgreSQL, RabbitMQ, the simulator and the SMTP sink; print the env vars",
     )
     commands.add_parser("clean", help="delete the state directory (./.herald) when idle")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ PORT_DEFAULTS = {
     "HERALD_DEV_RABBITMQ_DIST_PORT": 25673,
     "HERALD_DEV_EPMD_PORT": 4370,
     "HERALD_DEV_SIM_PORT": 8001,
+    "HERALD_DEV_SMTP_PORT": 8025,
     "HERALD_API_PORT": 8000,
 }
 
@@ -28,6 +29,7 @@ class StackPlan:
     start_postgres: bool
     start_rabbitmq: bool
     start_simulator: bool
+    start_smtp_sink: bool = True
     ports: Mapping[str, int] = field(default_factory=lambda: dict(PORT_DEFAULTS))
     api_host: str = "127.0.0.1"
     sender_replicas: int = 2
@@ -54,6 +56,11 @@ class StackPlan:
     @property
     def simulator_secret_path(self) -> Path:
         return self.state_dir / "sim-jwt-secret"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the SMTP sink writes each mail it receives (the daily report) as a .eml file."""
+        return self.state_dir / "mail"
 
     @property
     def lock_path(self) -> Path:
@@ -103,14 +110,17 @@ def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
         start_postgres=not env.get("HERALD_DATABASE_URL"),
         start_rabbitmq=not env.get("HERALD_AMQP_URL"),
         start_simulator=not env.get("HERALD_PROVIDER_URL"),
+        start_smtp_sink=not env.get("HERALD_SMTP_HOST"),
         ports=ports,
         api_host=env.get("HERALD_API_HOST") or "127.0.0.1",
         sender_replicas=_int_env(env, "HERALD_SENDER_REPLICAS", 2, 0, 64),
     )
 
 
-# Where deploy/monitoring/prometheus.yml expects them: scheduler 9101, senders 9102, 9103, …
+# Where deploy/monitoring/prometheus.yml expects them: scheduler 9101, senders 9102, 9103, …,
+# reporter 9109.
 SCHEDULER_METRICS_PORT = 9101
+REPORTER_METRICS_PORT = 9109
 
 
 def plan_services(plan: StackPlan) -> list[ServiceSpec]:
@@ -133,6 +143,14 @@ def plan_services(plan: StackPlan) -> list[ServiceSpec]:
         )
         for index in range(1, plan.sender_replicas + 1)
     ]
+    services.append(
+        ServiceSpec(
+            "reporter-1",
+            "herald-reporter",
+            wait_line="reporter_started",
+            env=(("HERALD_METRICS_PORT", str(REPORTER_METRICS_PORT)),),
+        )
+    )
     return services
 
 

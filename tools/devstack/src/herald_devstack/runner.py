@@ -26,10 +26,14 @@ from herald_devstack.secrets_store import (
     load_or_create_secret,
     make_provider_token,
 )
+from herald_devstack.smtp_sink import SmtpSink
 
 STOP_TIMEOUT = 10.0
 API_START_TIMEOUT = 60.0
 MIGRATE_TIMEOUT = 300.0
+# Who gets the daily report under `make run` when HERALD_REPORT_RECIPIENTS is not set; the
+# sink accepts any address, so this only has to be a valid one.
+DEV_REPORT_RECIPIENT = "operator@localhost"
 
 
 class StopRequested(BaseException):
@@ -81,6 +85,7 @@ class Runner:
         self.postgres: PostgresServer | None = None
         self.rabbitmq: RabbitMQServer | None = None
         self.simulator: ManagedProcess | None = None
+        self.smtp_sink: SmtpSink | None = None
         self.group = ProcessGroup(
             log_dir=plan.log_dir, env={MARKER_ENV: plan.process_marker}, on_line=console.line
         )
@@ -118,6 +123,8 @@ class Runner:
             self.settings["HERALD_DATABASE_URL"] = self.postgres.url("herald")
         if plan.start_simulator:
             self._start_simulator()
+        if plan.start_smtp_sink:
+            self._start_smtp_sink()
         if self.rabbitmq is not None:
             self.rabbitmq.wait_ready()
             self.settings["HERALD_AMQP_URL"] = self.rabbitmq.url("/")
@@ -148,6 +155,25 @@ class Runner:
         self.settings["HERALD_PROVIDER_URL"] = f"{self.plan.simulator_url}/v1"
         if not self.environ.get("HERALD_PROVIDER_TOKEN"):
             self.settings["HERALD_PROVIDER_TOKEN"] = make_provider_token(secret)
+
+    def _start_smtp_sink(self) -> None:
+        """aiosmtpd in this process (a thread): every mail becomes a .eml file in mail_dir."""
+        port = self.plan.port("HERALD_DEV_SMTP_PORT")
+        self.console.say(f"starting the SMTP sink on port {port}, writing to {self.plan.mail_dir}")
+        sink = SmtpSink(port, directory=self.plan.mail_dir)
+        try:
+            sink.start()
+        except (OSError, RuntimeError) as error:
+            raise DevstackError(
+                f"cannot start the SMTP sink on 127.0.0.1:{port} ({error}); "
+                "choose another HERALD_DEV_SMTP_PORT or set HERALD_SMTP_HOST"
+            ) from None
+        self.smtp_sink = sink
+        self.settings["HERALD_SMTP_HOST"] = sink.host
+        self.settings["HERALD_SMTP_PORT"] = str(port)
+        self.settings["HERALD_SMTP_SECURITY"] = "none"
+        if not self.environ.get("HERALD_REPORT_RECIPIENTS"):
+            self.settings["HERALD_REPORT_RECIPIENTS"] = DEV_REPORT_RECIPIENT
 
     def migrate(self) -> None:
         """Run `herald-migrate` to completion."""
@@ -196,6 +222,7 @@ class Runner:
             simulator_url=self.plan.simulator_url if self.simulator is not None else None,
             management_url=self.rabbitmq.management_url if self.rabbitmq is not None else None,
             log_dir=self.plan.log_dir,
+            mail_dir=self.plan.mail_dir if self.smtp_sink is not None else None,
         )
 
     def find_failure(self) -> str | None:
@@ -228,6 +255,9 @@ class Runner:
             for name, code in self.group.terminate_all(timeout=STOP_TIMEOUT).items():
                 if code not in (0, -signal.SIGTERM):
                     self.console.say(f"{name} ended with code {code}")
+        if self.smtp_sink is not None:
+            self._quietly(self.smtp_sink.stop)
+            self.smtp_sink = None
         if self.rabbitmq is not None:
             self.console.say("stopping RabbitMQ")
             self._quietly(self.rabbitmq.stop)

@@ -21,11 +21,11 @@ from herald_api.mailings.schemas import (
 )
 from herald_api.messages import move_messages
 from herald_common.errors import Conflict, InvalidInput, MailingStarted, NotFound
-from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
+from herald_common.models import Mailing, MailingProgress, Message
 from herald_common.rules.mailings import has_started, mailing_state
 from herald_common.rules.progress import Sample, estimate_progress
+from herald_common.stats import count_messages, empty_counts
 from herald_common.statuses import (
-    ALL_STATUSES,
     IDLE_STATUSES,
     TERMINAL_STATUSES,
     MailingState,
@@ -241,27 +241,6 @@ async def retry_failed(session: AsyncSession, mailing_id: int, now: datetime) ->
     return moved
 
 
-def _empty_counts() -> dict[str, int]:
-    return {status.value: 0 for status in ALL_STATUSES}
-
-
-async def _counts(session: AsyncSession, mailing_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Per-status counts from the trigger-kept counters: no scan of the messages."""
-    rows = await session.execute(
-        select(
-            MailingMessageCount.mailing_id,
-            MailingMessageCount.status,
-            func.sum(MailingMessageCount.count),
-        )
-        .where(MailingMessageCount.mailing_id.in_(mailing_ids))
-        .group_by(MailingMessageCount.mailing_id, MailingMessageCount.status)
-    )
-    counts: dict[int, dict[str, int]] = {mid: _empty_counts() for mid in mailing_ids}
-    for mailing_id, status, count in rows:
-        counts[mailing_id][status] = int(count)
-    return counts
-
-
 def _stats(mailing: Mailing, counts: dict[str, int], now: datetime) -> MailingStats:
     return MailingStats(
         id=mailing.id,
@@ -277,7 +256,7 @@ async def mailing_stats(
     session: AsyncSession, mailing_id: int, now: datetime
 ) -> MailingDetailStats:
     mailing = await get_mailing(session, mailing_id)
-    counts = (await _counts(session, [mailing.id]))[mailing.id]
+    counts = (await count_messages(session, [mailing.id]))[mailing.id]
     stats = _stats(mailing, counts, now)
     sample = (
         await session.execute(
@@ -313,9 +292,9 @@ async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:
             )
         ).all()
     )
-    counts = await _counts(session, [m.id for m in mailings])
+    counts = await count_messages(session, [m.id for m in mailings])
     stats = [_stats(m, counts[m.id], now) for m in mailings]
-    totals = _empty_counts()
+    totals = empty_counts()
     for item in stats:
         for status, count in item.by_status.items():
             totals[status] += count

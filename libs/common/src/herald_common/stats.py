@@ -1,0 +1,41 @@
+"""Messages per mailing and status, summed from the trigger-kept counter shards.
+
+The API's statistics and the reporter's daily e-mail read the same numbers this way; a shard
+alone means nothing (migration 0004), only sums do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from herald_common.models import MailingMessageCount
+from herald_common.statuses import ALL_STATUSES
+
+
+def empty_counts() -> dict[str, int]:
+    """Every status at zero, in the vocabulary's order."""
+    return {status.value: 0 for status in ALL_STATUSES}
+
+
+async def count_messages(
+    db: AsyncConnection | AsyncSession, mailing_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
+    """Per-status counts of each mailing (every status present, zeros included)."""
+    counts: dict[int, dict[str, int]] = {mid: empty_counts() for mid in mailing_ids}
+    if not counts:
+        return counts
+    rows = await db.execute(
+        select(
+            MailingMessageCount.mailing_id,
+            MailingMessageCount.status,
+            func.sum(MailingMessageCount.count),
+        )
+        .where(MailingMessageCount.mailing_id.in_(list(counts)))
+        .group_by(MailingMessageCount.mailing_id, MailingMessageCount.status)
+    )
+    for mailing_id, status, count in rows:
+        counts[mailing_id][status] = int(count)
+    return counts

@@ -1,0 +1,5 @@
+"""``python -m herald_reporter``."""
+
+from herald_reporter.main import run
+
+run()

@@ -1,0 +1,104 @@
+"""The reporter's settings: what an operator may write, and refusing to start on bad values."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from herald_reporter.main import EXIT_BAD_SETTINGS, BadSettings, load_settings
+from herald_reporter.settings import SmtpSecurity
+
+BASE = {"HERALD_DATABASE_URL": "postgresql://herald@127.0.0.1/herald"}
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HERALD_REPORT_RECIPIENTS", "HERALD_REPORT_TIME", "HERALD_REPORT_TIMEZONE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in BASE.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_defaults_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_REPORT_RECIPIENTS", " ops@example.com,boss@mail.example.org , ")
+    monkeypatch.setenv("HERALD_SMTP_PASSWORD", "hunter2")
+
+    settings = load_settings()
+
+    assert settings.report_recipients == ["ops@example.com", "boss@mail.example.org"]
+    assert settings.report_time == time(8, 0)
+    assert settings.zone.key == "UTC"
+    assert settings.smtp_security is SmtpSecurity.NONE
+    assert settings.metrics_port == 9109
+    assert settings.amqp_url == ""  # the reporter needs no broker
+    assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param({}, "HERALD_REPORT_RECIPIENTS: is required", id="recipients-missing"),
+        pytest.param(
+            {"HERALD_REPORT_RECIPIENTS": " , "},
+            "HERALD_REPORT_RECIPIENTS: at least one address is required",
+            id="recipients-empty",
+        ),
+        pytest.param(
+            {"HERALD_REPORT_RECIPIENTS": "ops@example.com,not-an-address"},
+            "HERALD_REPORT_RECIPIENTS: 'not-an-address' is not an e-mail address",
+            id="recipient-invalid",
+        ),
+        pytest.param(
+            {"HERALD_REPORT_RECIPIENTS": "a@b.c", "HERALD_REPORT_TIME": "8:00"},
+            "HERALD_REPORT_TIME: '8:00' is not a time HH:MM",
+            id="time-not-hh-mm",
+        ),
+        pytest.param(
+            {"HERALD_REPORT_RECIPIENTS": "a@b.c", "HERALD_REPORT_TIME": "24:00"},
+            "HERALD_REPORT_TIME: '24:00' is not a time HH:MM",
+            id="time-out-of-range",
+        ),
+        pytest.param(
+            {"HERALD_REPORT_RECIPIENTS": "a@b.c", "HERALD_REPORT_TIMEZONE": "Europe/Atlantis"},
+            "HERALD_REPORT_TIMEZONE: 'Europe/Atlantis' is not an IANA time zone",
+            id="zone-unknown",
+        ),
+        pytest.param(
+            {"HERALD_REPORT_RECIPIENTS": "a@b.c", "HERALD_SMTP_SECURITY": "ssl"},
+            "HERALD_SMTP_SECURITY: Input should be 'none', 'starttls' or 'tls'",
+            id="security-unknown",
+        ),
+    ],
+)
+def test_bad_settings_stop_the_service_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(BadSettings) as caught:
+        load_settings()
+
+    [problem] = caught.value.problems
+    assert problem.startswith(expected)
+
+
+def test_the_process_refuses_to_start_and_says_why() -> None:
+    env = {**BASE, "PATH": os.environ["PATH"], "HERALD_REPORT_RECIPIENTS": ""}
+    script = Path(sys.executable).with_name("herald-reporter")
+
+    result = subprocess.run(
+        [str(script)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == EXIT_BAD_SETTINGS
+    assert "herald-reporter: HERALD_REPORT_RECIPIENTS: at least one address" in result.stderr
+    [line] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert line["event"] == "settings_invalid"
+    assert line["level"] == "error"
