@@ -29,7 +29,13 @@ function pollProgress() {
           `${fmt(item.done)} / ${fmt(item.total)}` + (item.total ? ` (${item.percent.toFixed(1)} %)` : "");
         const row = box.closest("[data-mailing]");
         const state = row ? row.querySelector("[data-state]") : document.getElementById("state");
+        if (!row) updateStatusBars(item.by_status, fmt);
         if (state && state.textContent !== item.state) {
+          if (!row) {
+            // A mailing's page: its controls and messages depend on the state; show them anew.
+            window.location.reload();
+            return;
+          }
           state.textContent = item.state;
           state.className = `state state-${item.state}`;
         }
@@ -40,6 +46,19 @@ function pollProgress() {
   };
   tick();
   setInterval(tick, 2000);
+}
+
+function updateStatusBars(byStatus, fmt) {
+  const bars = document.querySelectorAll(".bar[data-status]");
+  if (!bars.length || !byStatus) return;
+  const top = Math.max(1, ...Object.values(byStatus));
+  for (const bar of bars) {
+    const count = byStatus[bar.dataset.status] || 0;
+    const meter = bar.querySelector("progress");
+    meter.max = top;
+    meter.value = count;
+    bar.querySelector(".bar-value").textContent = fmt(count);
+  }
 }
 
 function audiencePreview() {
