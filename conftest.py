@@ -17,7 +17,7 @@ pytest_plugins = ["herald_devstack.pytest_plugin"]
 
 TABLES = (
     "mailing_progress, mailing_message_count, outbox, message, mailing, client, idempotency_key, "
-    "daily_report"
+    "daily_report, admin_session"
 )
 
 

@@ -133,6 +133,17 @@ async def test_login_sets_a_secure_http_only_cookie_and_lands_on_the_page_asked_
         assert ADMIN in page.text
 
 
+async def test_a_configured_redirect_url_is_what_the_provider_is_told(
+    clean_engine: AsyncEngine, migrated_db_url: str, amqp_url: str, issuer: str
+) -> None:
+    public = "https://herald.example.org/admin/auth"
+    settings = admin_settings(issuer, oidc_redirect_url=public)
+    async with started_app(migrated_db_url, amqp_url, **settings) as app, browser(app) as client:
+        start = await client.get("/admin/login/start")
+        query = parse_qs(urlsplit(start.headers["location"]).query)
+        assert query["redirect_uri"] == [public]
+
+
 async def test_login_never_leads_off_site(admin_app: FastAPI, issuer: str) -> None:
     async with browser(admin_app) as client:
         landed = await log_in(client, issuer, ADMIN, {"email": ADMIN}, "//evil.example/admin")
@@ -195,10 +206,40 @@ async def test_every_form_needs_the_sessions_csrf_token(
     assert await count_rows(clean_engine, "client") == 1
 
 
-async def test_logout_ends_the_session(admin: httpx.AsyncClient) -> None:
+async def test_logout_ends_the_session_also_for_a_copied_cookie(
+    admin: httpx.AsyncClient, admin_app: FastAPI, clean_engine: AsyncEngine
+) -> None:
+    stolen = dict(admin.cookies)
     out = await admin.post("/admin/logout", data={"csrf_token": await token(admin)})
     assert out.status_code == 303
     assert (await admin.get("/admin/")).status_code == 303
+    async with browser(admin_app) as thief:
+        thief.cookies.update(stolen)
+        assert (await thief.get("/admin/")).status_code == 303
+    async with clean_engine.connect() as conn:
+        ended = await conn.scalar(
+            text("SELECT count(*) FROM admin_session WHERE ended_at IS NOT NULL")
+        )
+    assert ended == 1
+
+
+async def test_an_expired_session_needs_a_new_login(
+    admin: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    assert (await admin.get("/admin/")).status_code == 200
+    async with clean_engine.begin() as conn:
+        await conn.execute(text("UPDATE admin_session SET expires_at = now() - interval '1 s'"))
+    assert (await admin.get("/admin/")).status_code == 303
+
+
+async def test_sessions_are_stored_by_hash_not_by_id(
+    admin: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id_hash, email FROM admin_session"))).all()
+    assert [(len(r.id_hash), r.email) for r in rows] == [(32, ADMIN)]
+    cookie = admin.cookies["herald_admin"]
+    assert rows[0].id_hash.hex() not in cookie
 
 
 async def test_clients_added_edited_searched_and_deleted_through_the_forms(
@@ -523,6 +564,7 @@ async def test_the_admin_is_off_until_an_issuer_is_configured(
         ({"admin_session_secret": SecretStr("short")}, "HERALD_ADMIN_SESSION_SECRET"),
         ({"admin_emails": "", "admin_domains": "", "admin_groups": ""}, "HERALD_ADMIN_EMAILS"),
         ({"oidc_issuer": "ftp://idp"}, "HERALD_OIDC_ISSUER"),
+        ({"oidc_redirect_url": "https://herald.example/callback"}, "HERALD_OIDC_REDIRECT_URL"),
     ],
 )
 def test_admin_settings_refuse_what_cannot_work(overrides: dict[str, Any], variable: str) -> None:

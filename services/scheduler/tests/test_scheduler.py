@@ -406,3 +406,44 @@ async def test_housekeeping_forgets_idempotency_keys_after_a_day(
     async with clean_engine.connect() as conn:
         keys = (await conn.execute(text("SELECT key FROM idempotency_key"))).scalars().all()
     assert keys == ["new"]
+
+
+async def test_progress_is_sampled_from_the_start_to_the_final_count(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 30, tag="p")
+        mailing_id = await insert_mailing(conn, tags=["p"])
+    await run_until_idle(scheduler)
+
+    async def samples() -> list[int]:
+        async with clean_engine.connect() as conn:
+            rows = await conn.scalars(
+                text("SELECT done FROM mailing_progress WHERE mailing_id = :m ORDER BY sampled_at"),
+                {"m": mailing_id},
+            )
+            return list(rows)
+
+    # The fan-out's first step recorded the start, before any periodic sample.
+    assert (await samples())[0] == 0
+    async with clean_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE message SET status = 'sent', sent_at = now() WHERE mailing_id = :m"),
+            {"m": mailing_id},
+        )
+        assert await planning.finish_settled(conn) == [mailing_id]
+        await conn.execute(text("SELECT pg_sleep(0.01)"))
+    async with clean_engine.begin() as conn:
+        await planning.sample_progress(conn)
+    # Finished, it still got its final count in, so nothing it sent goes uncounted.
+    assert (await samples())[-1] == 30
+    async with clean_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE mailing SET finished_at = now() - interval '2 minutes' WHERE id = :m"),
+            {"m": mailing_id},
+        )
+        before = len(await samples())
+        await conn.execute(text("SELECT pg_sleep(0.01)"))
+    async with clean_engine.begin() as conn:
+        await planning.sample_progress(conn)
+    assert len(await samples()) == before

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -17,7 +18,7 @@ from herald_devstack.errors import DevstackError
 from herald_devstack.plan import plan_stack
 from herald_devstack.probes import free_port, is_port_free
 from herald_devstack.processes import MARKER_ENV, ProcessGroup, pid_alive
-from herald_devstack.runner import Runner
+from herald_devstack.runner import DEV_ADMIN_EMAIL, Runner
 from herald_devstack.secrets_store import load_or_create_secret
 from herald_devstack.state import StateLock
 
@@ -61,6 +62,7 @@ def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
         "HERALD_DEV_SIM_PORT": str(free_port()),
         "HERALD_API_PORT": str(free_port()),
         "HERALD_DEV_SMTP_PORT": str(free_port()),
+        "HERALD_DEV_OIDC_PORT": str(free_port()),
         **extra,
     }
 
@@ -87,6 +89,12 @@ def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
             "HERALD_SMTP_PORT",
             "HERALD_SMTP_SECURITY",
             "HERALD_REPORT_RECIPIENTS",
+            "HERALD_OIDC_ISSUER",
+            "HERALD_OIDC_CLIENT_ID",
+            "HERALD_OIDC_CLIENT_SECRET",
+            "HERALD_ADMIN_COOKIE_SECURE",
+            "HERALD_ADMIN_SESSION_SECRET",
+            "HERALD_ADMIN_EMAILS",
         }
         with psycopg.connect(settings["HERALD_DATABASE_URL"]) as conn:
             assert conn.execute("SELECT to_regclass('migrated')::text").fetchone() == ("migrated",)
@@ -94,6 +102,7 @@ def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
         assert settings["HERALD_API_TOKEN"] == load_or_create_secret(plan.api_token_path)
         assert [p.name for p in runner.group] == [
             "provider-sim",
+            "identity",
             "api-1",
             "scheduler-1",
             "sender-1",
@@ -104,6 +113,15 @@ def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
         assert settings["HERALD_API_TOKEN"] in banner
         assert f"{plan.api_url}/docs/" in banner
         assert f"{plan.mail_dir}/" in banner
+        assert f"{plan.api_url}/admin/  (log in as {DEV_ADMIN_EMAIL}" in banner
+
+        # A real OpenID Connect provider, which knows the dev admin's e-mail.
+        issuer = settings["HERALD_OIDC_ISSUER"]
+        assert issuer == f"http://127.0.0.1:{env['HERALD_DEV_OIDC_PORT']}"
+        metadata = httpx.get(f"{issuer}/.well-known/openid-configuration").json()
+        assert metadata["issuer"] == issuer
+        assert settings["HERALD_ADMIN_EMAILS"] == DEV_ADMIN_EMAIL
+        assert len(settings["HERALD_ADMIN_SESSION_SECRET"]) >= 32
 
         # What the reporter would do: the sink keeps the mail as a file in the state dir.
         assert settings["HERALD_SMTP_PORT"] == env["HERALD_DEV_SMTP_PORT"]

@@ -224,3 +224,16 @@ class DailyReport(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
     recipients: Mapped[int | None] = mapped_column(Integer)
+
+
+class AdminSession(Base):
+    """An admin UI login (migration 0007); the cookie carries the id, this row its SHA-256."""
+
+    __tablename__ = "admin_session"
+    __table_args__ = (Index("ix_admin_session_expires_at", "expires_at"),)
+
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(TZ)
+    ended_at: Mapped[datetime | None] = mapped_column(TZ)

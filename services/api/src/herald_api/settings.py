@@ -42,6 +42,11 @@ class ApiSettings(HeraldSettings):
     )
     oidc_client_id: str = ""
     oidc_client_secret: SecretStr = SecretStr("")
+    oidc_redirect_url: str = Field(
+        default="",
+        description="The callback URL registered at the provider (https://host/admin/auth); "
+        "by default derived from the request, which behind a proxy needs its forwarded headers.",
+    )
     oidc_scopes: str = "openid email profile"
     oidc_groups_claim: str = Field(
         default="groups", description="The claim listing the user's groups (or roles)."
@@ -66,6 +71,8 @@ class ApiSettings(HeraldSettings):
             return self
         if not self.oidc_issuer.startswith(("https://", "http://")):
             raise ValueError("HERALD_OIDC_ISSUER must be an http(s) URL")
+        if self.oidc_redirect_url and not self.oidc_redirect_url.endswith("/admin/auth"):
+            raise ValueError("HERALD_OIDC_REDIRECT_URL must end with /admin/auth")
         if not self.oidc_client_id:
             raise ValueError("HERALD_OIDC_CLIENT_ID is required with HERALD_OIDC_ISSUER")
         if len(self.admin_session_secret.get_secret_value()) < 32:

@@ -154,14 +154,24 @@ async def create_messages(
 
 async def advance_fan_out(conn: AsyncConnection, mailing: DueMailing, step: FanOutStep) -> None:
     """Move the cursor past the ranges whose messages are committed; mark the start and end."""
+    # The first step also records "nothing settled yet" as the mailing's first progress
+    # sample: rates and the dashboard's per-minute chart then count from the real start, also
+    # for a mailing that is over before the next periodic sample. (Every part of the WITH
+    # sees the row as it was, started_at still NULL on the first step.)
     await conn.execute(
         text(
             """
-            UPDATE mailing SET
-                fanout_cursor = coalesce(:cursor, fanout_cursor),
-                started_at = coalesce(started_at, now()),
-                fanout_done_at = CASE WHEN :done THEN now() END
-            WHERE id = :id
+            WITH before AS (SELECT started_at FROM mailing WHERE id = :id),
+            moved AS (
+                UPDATE mailing SET
+                    fanout_cursor = coalesce(:cursor, fanout_cursor),
+                    started_at = coalesce(started_at, now()),
+                    fanout_done_at = CASE WHEN :done THEN now() END
+                WHERE id = :id
+            )
+            INSERT INTO mailing_progress (mailing_id, sampled_at, done)
+            SELECT :id, now(), 0 FROM before WHERE before.started_at IS NULL
+            ON CONFLICT DO NOTHING
             """
         ),
         {"cursor": step.cursor, "done": step.done, "id": mailing.id},
@@ -378,7 +388,8 @@ async def overview(conn: AsyncConnection) -> Overview:
 
 
 async def sample_progress(conn: AsyncConnection) -> None:
-    """Record how many messages each running mailing has settled, for its current rate."""
+    """Record how many messages each running mailing has settled, for its current rate; a
+    mailing finished in the last minute gets its final count in too."""
     await conn.execute(
         text(
             """
@@ -386,7 +397,8 @@ async def sample_progress(conn: AsyncConnection) -> None:
             SELECT ml.id, now(), coalesce(sum(c.count) FILTER (
                        WHERE c.status IN ('sent', 'failed', 'expired', 'cancelled')), 0)
             FROM mailing ml LEFT JOIN mailing_message_count c ON c.mailing_id = ml.id
-            WHERE ml.finished_at IS NULL AND ml.started_at IS NOT NULL
+            WHERE (ml.finished_at IS NULL OR ml.finished_at > now() - interval '1 minute')
+              AND ml.started_at IS NOT NULL
               AND ml.deleted_at IS NULL
             GROUP BY ml.id
             ON CONFLICT DO NOTHING

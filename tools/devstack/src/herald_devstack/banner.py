@@ -16,12 +16,14 @@ def render_banner(
     management_url: str | None,
     log_dir: Path,
     mail_dir: Path | None = None,
+    admin_login: str | None = None,
 ) -> str:
     token = shlex.quote(f"Authorization: Bearer {api_token}")
     body = shlex.quote('{"phone": "79001234567", "tag": "demo", "timezone": "Europe/Moscow"}')
     rows = [
         ("API", f"{api_url}/api/v1"),
         ("Swagger UI", f"{api_url}/docs/"),
+        ("Admin UI", f"{api_url}/admin/  ({admin_login or 'off: set HERALD_OIDC_ISSUER'})"),
         ("API token", api_token),
         ("Provider", provider_url),
     ]

@@ -19,6 +19,7 @@ PORT_DEFAULTS = {
     "HERALD_DEV_EPMD_PORT": 4370,
     "HERALD_DEV_SIM_PORT": 8001,
     "HERALD_DEV_SMTP_PORT": 8025,
+    "HERALD_DEV_OIDC_PORT": 9400,
     "HERALD_API_PORT": 8000,
 }
 
@@ -30,6 +31,7 @@ class StackPlan:
     start_rabbitmq: bool
     start_simulator: bool
     start_smtp_sink: bool = True
+    start_identity_provider: bool = True
     ports: Mapping[str, int] = field(default_factory=lambda: dict(PORT_DEFAULTS))
     api_host: str = "127.0.0.1"
     sender_replicas: int = 2
@@ -56,6 +58,14 @@ class StackPlan:
     @property
     def simulator_secret_path(self) -> Path:
         return self.state_dir / "sim-jwt-secret"
+
+    @property
+    def admin_session_secret_path(self) -> Path:
+        return self.state_dir / "admin-session-secret"
+
+    @property
+    def identity_provider_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('HERALD_DEV_OIDC_PORT')}"
 
     @property
     def mail_dir(self) -> Path:
@@ -111,6 +121,7 @@ def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
         start_rabbitmq=not env.get("HERALD_AMQP_URL"),
         start_simulator=not env.get("HERALD_PROVIDER_URL"),
         start_smtp_sink=not env.get("HERALD_SMTP_HOST"),
+        start_identity_provider=not env.get("HERALD_OIDC_ISSUER"),
         ports=ports,
         api_host=env.get("HERALD_API_HOST") or "127.0.0.1",
         sender_replicas=_int_env(env, "HERALD_SENDER_REPLICAS", 2, 0, 64),

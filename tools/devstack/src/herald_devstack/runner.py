@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
@@ -34,6 +36,8 @@ MIGRATE_TIMEOUT = 300.0
 # Who gets the daily report under `make run` when HERALD_REPORT_RECIPIENTS is not set; the
 # sink accepts any address, so this only has to be a valid one.
 DEV_REPORT_RECIPIENT = "operator@localhost"
+# Who may log in to the admin UI under `make run` with the local identity provider.
+DEV_ADMIN_EMAIL = "admin@herald.test"
 
 
 class StopRequested(BaseException):
@@ -86,6 +90,7 @@ class Runner:
         self.rabbitmq: RabbitMQServer | None = None
         self.simulator: ManagedProcess | None = None
         self.smtp_sink: SmtpSink | None = None
+        self.identity_provider: ManagedProcess | None = None
         self.group = ProcessGroup(
             log_dir=plan.log_dir, env={MARKER_ENV: plan.process_marker}, on_line=console.line
         )
@@ -125,11 +130,15 @@ class Runner:
             self._start_simulator()
         if plan.start_smtp_sink:
             self._start_smtp_sink()
+        if plan.start_identity_provider:
+            self._start_identity_provider()
         if self.rabbitmq is not None:
             self.rabbitmq.wait_ready()
             self.settings["HERALD_AMQP_URL"] = self.rabbitmq.url("/")
         if self.simulator is not None:
             self.simulator.wait_http_ok(f"{plan.simulator_url}/_sim/healthz", timeout=30)
+        if self.identity_provider is not None:
+            self._register_dev_admin()
         if not self.environ.get("HERALD_API_TOKEN"):
             self.settings["HERALD_API_TOKEN"] = load_or_create_secret(plan.api_token_path)
         if self.simulator is None and not self.environ.get("HERALD_PROVIDER_TOKEN"):
@@ -155,6 +164,47 @@ class Runner:
         self.settings["HERALD_PROVIDER_URL"] = f"{self.plan.simulator_url}/v1"
         if not self.environ.get("HERALD_PROVIDER_TOKEN"):
             self.settings["HERALD_PROVIDER_TOKEN"] = make_provider_token(secret)
+
+    def _start_identity_provider(self) -> None:
+        """oidc-provider-mock: a real OpenID Connect provider whose login form takes any
+        user name, so the admin UI can be tried without Keycloak or Google."""
+        port = self.plan.port("HERALD_DEV_OIDC_PORT")
+        self.console.say(f"starting a local OpenID Connect provider on port {port}")
+        self.identity_provider = self.group.start(
+            "identity",
+            [find_console_script("oidc-provider-mock"), "--port", str(port)],
+            env=self.child_env,
+        )
+        self.settings["HERALD_OIDC_ISSUER"] = self.plan.identity_provider_url
+        self.settings["HERALD_OIDC_CLIENT_ID"] = "herald-admin"
+        self.settings["HERALD_OIDC_CLIENT_SECRET"] = "herald-dev"
+        # Plain http on 127.0.0.1: a Secure cookie would never come back.
+        self.settings["HERALD_ADMIN_COOKIE_SECURE"] = "false"
+        if not self.environ.get("HERALD_ADMIN_SESSION_SECRET"):
+            self.settings["HERALD_ADMIN_SESSION_SECRET"] = load_or_create_secret(
+                self.plan.admin_session_secret_path
+            )
+        admitted = ("HERALD_ADMIN_EMAILS", "HERALD_ADMIN_DOMAINS", "HERALD_ADMIN_GROUPS")
+        if not any(self.environ.get(name) for name in admitted):
+            self.settings["HERALD_ADMIN_EMAILS"] = DEV_ADMIN_EMAIL
+
+    def _register_dev_admin(self) -> None:
+        """The provider keeps users in memory: give the dev admin an e-mail claim each run."""
+        assert self.identity_provider is not None
+        url = self.plan.identity_provider_url
+        self.identity_provider.wait_http_ok(f"{url}/.well-known/openid-configuration", timeout=30)
+        claims = json.dumps(
+            {"email": DEV_ADMIN_EMAIL, "email_verified": True, "name": "Herald admin"}
+        ).encode()
+        request = urllib.request.Request(
+            f"{url}/users/{DEV_ADMIN_EMAIL}",
+            data=claims,
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            if answer.status != 204:
+                raise DevstackError(f"the identity provider refused the dev user: {answer.status}")
 
     def _start_smtp_sink(self) -> None:
         """aiosmtpd in this process (a thread): every mail becomes a .eml file in mail_dir."""
@@ -223,6 +273,13 @@ class Runner:
             management_url=self.rabbitmq.management_url if self.rabbitmq is not None else None,
             log_dir=self.plan.log_dir,
             mail_dir=self.plan.mail_dir if self.smtp_sink is not None else None,
+            admin_login=(
+                f"log in as {DEV_ADMIN_EMAIL} at the local identity provider"
+                if self.identity_provider is not None
+                else f"log in through {env['HERALD_OIDC_ISSUER']}"
+                if env.get("HERALD_OIDC_ISSUER")
+                else None
+            ),
         )
 
     def find_failure(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -12,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from herald_api.admin.access import AccessPolicy, judge, safe_next
 from herald_api.admin.rendering import render
-from herald_api.admin.session import AdminUser, User, current_user, log_in
+from herald_api.admin.session import AdminUser, User, current_user, log_in, log_out
 from herald_api.settings import ApiSettings
 
 log = structlog.get_logger()
@@ -60,7 +61,8 @@ async def login_page(request: Request, target: NextPath = None) -> Response:
 @router.get("/login/start", name="login_start")
 async def login_start(request: Request, target: NextPath = None) -> Response:
     request.session["next"] = safe_next(target)
-    redirect_uri = str(request.url_for("auth_callback"))
+    settings: ApiSettings = request.app.state.settings
+    redirect_uri = settings.oidc_redirect_url or str(request.url_for("auth_callback"))
     response: Response = await _client(request).authorize_redirect(request, redirect_uri)
     return response
 
@@ -84,7 +86,8 @@ async def auth_callback(request: Request) -> Response:
         log.warning("admin_login_refused", email=email, reason=verdict.reason)
         return _back_to_login(request, verdict.reason)
     user = AdminUser(str(claims.get("sub", "")), email, str(claims.get("name") or email))
-    log_in(request, user)
+    settings: ApiSettings = request.app.state.settings
+    await log_in(request, user, timedelta(hours=settings.admin_session_hours))
     log.info("admin_login", email=email, reason=verdict.reason)
     return RedirectResponse(target, status_code=303)
 
@@ -97,6 +100,6 @@ def _back_to_login(request: Request, reason: str) -> Response:
 
 @router.post("/logout", name="logout")
 async def logout(request: Request, user: User) -> Response:
-    request.session.clear()
+    await log_out(request)
     log.info("admin_logout", email=user.email)
     return RedirectResponse("/admin/login", status_code=303)
