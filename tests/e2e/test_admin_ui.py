@@ -117,6 +117,15 @@ def test_an_operator_runs_a_mailing_from_the_browser(
     page.set_default_timeout(15_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # Console errors include what the content security policy blocked.
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and page.url.startswith(base)
+            else None
+        ),
+    )
 
     # Not logged in: every page leads to the login page.
     page.goto(f"{base}/admin/clients")

@@ -4,13 +4,18 @@ the session cookie, CSRF on every form, and each page's effect on the data."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import itsdangerous
 import oidc_provider_mock
 import pytest
 from fastapi import FastAPI
@@ -22,6 +27,7 @@ from .conftest import TOKEN, count_rows, insert_messages, started_app
 
 SESSION_SECRET = "s" * 40
 ADMIN = "alice@example.com"
+VERIFIED = {"email": ADMIN, "email_verified": True}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +84,65 @@ async def log_in(
     return await client.get(f"{back.path}?{back.query}")
 
 
+class _FormReader(HTMLParser):
+    """What a browser submits from one form: named inputs, textareas and selects, minus the
+    disabled ones (also those inside a disabled fieldset)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id = form_id
+        self.inside = False
+        self.disabled_depth = 0
+        self.fields: dict[str, str] = {}
+        self._textarea: str | None = None
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        if not self.inside:
+            return
+        if tag == "fieldset" and "disabled" in a:
+            self.disabled_depth += 1
+        off = self.disabled_depth > 0 or "disabled" in a
+        name = a.get("name")
+        if tag == "input" and name and not off:
+            self.fields[name] = a.get("value") or ""
+        elif tag == "textarea" and name and not off:
+            self._textarea = name
+            self.fields[name] = ""
+        elif tag == "select" and name and not off:
+            self._select = name
+        elif (
+            tag == "option"
+            and self._select
+            and ("selected" in a or self._select not in self.fields)
+        ):
+            self.fields[self._select] = a.get("value") or ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "fieldset" and self.disabled_depth:
+            self.disabled_depth -= 1
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "select":
+            self._select = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.fields[self._textarea] += data
+
+
+def submitted(page: httpx.Response, form_id: str) -> dict[str, str]:
+    reader = _FormReader(form_id)
+    reader.feed(page.text)
+    assert reader.fields, f"no form {form_id!r}"
+    return reader.fields
+
+
 def csrf_of(page: httpx.Response) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert found, page.text[:500]
@@ -88,7 +153,7 @@ def csrf_of(page: httpx.Response) -> str:
 async def admin(admin_app: FastAPI, issuer: str) -> AsyncIterator[httpx.AsyncClient]:
     """A browser logged in as an allowed operator."""
     async with browser(admin_app) as client:
-        landed = await log_in(client, issuer, ADMIN, {"email": ADMIN, "name": "Alice"})
+        landed = await log_in(client, issuer, ADMIN, VERIFIED | {"name": "Alice"})
         assert landed.status_code == 303
         yield client
 
@@ -118,11 +183,106 @@ async def test_pages_redirect_to_login_and_json_is_401_without_a_session(
         assert "Log in with single sign-on" in login.text
 
 
+PUBLIC_ROUTES = {"login", "login_start", "auth_callback", "static"}
+
+
+def admin_routes() -> list[tuple[str, str, str]]:
+    """(name, method, a concrete path) of every route of the admin app's routers."""
+    from starlette.routing import Route
+
+    from herald_api.admin import auth, clients, mailings
+
+    found = []
+    for module in (auth, clients, mailings):
+        for route in module.router.routes:
+            assert isinstance(route, Route)
+            path = "/admin" + re.sub(r"\{[^}]+\}", "1", route.path)
+            for method in sorted(route.methods or {"GET"}):
+                if method != "HEAD":
+                    found.append((route.name, method, path))
+    return found
+
+
+async def test_every_admin_route_but_the_login_needs_a_session_and_posts_a_token(
+    admin_app: FastAPI, admin: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    routes = admin_routes()
+    assert {name for name, _, _ in routes} >= {"dashboard", "mailing_create", "client_delete"}
+    async with browser(admin_app) as stranger:
+        for name, method, path in routes:
+            if name in PUBLIC_ROUTES:
+                continue
+            answer = await stranger.request(method, path)
+            assert answer.status_code in (303, 401), (name, answer.status_code)
+            if answer.status_code == 303:
+                assert urlsplit(answer.headers["location"]).path == "/admin/login", name
+    seeded = await seed_running_mailing(clean_engine, ["pending"])
+    for name, method, path in routes:
+        if method == "GET":
+            continue
+        path = path.replace("/1/", f"/{seeded}/")
+        refused = await admin.request(method, path, data={"csrf_token": "forged"})
+        assert refused.status_code == 403, (name, refused.status_code)
+    async with clean_engine.connect() as conn:
+        state = (
+            await conn.execute(
+                text("SELECT paused_at, deleted_at, text FROM mailing WHERE id = :id"),
+                {"id": seeded},
+            )
+        ).one()
+    assert (state.paused_at, state.deleted_at, state.text) == (None, None, "hi")
+    assert await count_rows(clean_engine, "client") == 1  # the seeded mailing's client only
+
+
+async def test_a_callback_nobody_started_changes_nothing_and_shows_no_words_of_its_own(
+    admin: httpx.AsyncClient,
+) -> None:
+    crafted = await admin.get(
+        "/admin/auth", params={"error": "call +1 555 0100 to unlock", "state": "x"}
+    )
+    assert crafted.status_code == 303
+    assert (await admin.get("/admin/")).status_code == 200  # still logged in
+    page = await admin.get("/admin/login")
+    assert "555" not in page.text
+
+
+async def test_notices_come_from_the_server_not_from_links(admin: httpx.AsyncClient) -> None:
+    page = await admin.get("/admin/mailings", params={"notice": "Session expired, go to evil"})
+    assert "evil" not in page.text
+
+
+async def test_json_endpoints_answer_json_errors_and_are_not_cached(
+    admin: httpx.AsyncClient,
+) -> None:
+    bad = await admin.get("/admin/audience", params={"tags": "x" * 9000})
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "invalid_input"
+    ok = await admin.get("/admin/mailings/progress", params={"ids": "1"})
+    assert ok.headers["cache-control"] == "no-store"
+
+
+async def test_the_admin_upload_is_refused_beyond_the_import_limit(
+    clean_engine: AsyncEngine, migrated_db_url: str, amqp_url: str, issuer: str
+) -> None:
+    settings = admin_settings(issuer, import_max_bytes=1024)
+    async with started_app(migrated_db_url, amqp_url, **settings) as app, browser(app) as client:
+        await log_in(client, issuer, ADMIN, VERIFIED)
+        csrf = await token(client)
+        big = b"phone,timezone\n" + b"79990000001,UTC\n" * 80_000  # 1.3 MB
+        refused = await client.post(
+            "/admin/clients/import",
+            data={"csrf_token": csrf},
+            files={"file": ("clients.csv", big, "text/csv")},
+        )
+        assert refused.status_code == 413
+    assert await count_rows(clean_engine, "client") == 0
+
+
 async def test_login_sets_a_secure_http_only_cookie_and_lands_on_the_page_asked_for(
     admin_app: FastAPI, issuer: str
 ) -> None:
     async with browser(admin_app) as client:
-        landed = await log_in(client, issuer, ADMIN, {"email": ADMIN}, "/admin/clients?tag=vip")
+        landed = await log_in(client, issuer, ADMIN, VERIFIED, "/admin/clients?tag=vip")
         assert landed.status_code == 303
         assert landed.headers["location"] == "/admin/clients?tag=vip"
         cookie = landed.headers["set-cookie"].lower()
@@ -146,17 +306,18 @@ async def test_a_configured_redirect_url_is_what_the_provider_is_told(
 
 async def test_login_never_leads_off_site(admin_app: FastAPI, issuer: str) -> None:
     async with browser(admin_app) as client:
-        landed = await log_in(client, issuer, ADMIN, {"email": ADMIN}, "//evil.example/admin")
+        landed = await log_in(client, issuer, ADMIN, VERIFIED, "//evil.example/admin")
         assert landed.headers["location"] == "/admin/"
 
 
 @pytest.mark.parametrize(
     ("sub", "claims", "allowed"),
     [
-        ("carol", {"email": "carol@corp.example"}, True),
+        ("carol", {"email": "carol@corp.example", "email_verified": True}, True),
         ("dave", {"email": "dave@elsewhere.example", "groups": ["herald-admins"]}, True),
-        ("mallory", {"email": "mallory@elsewhere.example"}, False),
+        ("mallory", {"email": "mallory@elsewhere.example", "email_verified": True}, False),
         ("eve", {"email": ADMIN, "email_verified": False}, False),
+        ("trudy", {"email": ADMIN}, False),  # no email_verified claim at all
     ],
 )
 async def test_only_listed_emails_domains_or_groups_get_in(
@@ -237,9 +398,12 @@ async def test_sessions_are_stored_by_hash_not_by_id(
 ) -> None:
     async with clean_engine.connect() as conn:
         rows = (await conn.execute(text("SELECT id_hash, email FROM admin_session"))).all()
-    assert [(len(r.id_hash), r.email) for r in rows] == [(32, ADMIN)]
-    cookie = admin.cookies["herald_admin"]
-    assert rows[0].id_hash.hex() not in cookie
+    assert [r.email for r in rows] == [ADMIN]
+    signed = admin.cookies["herald_admin"].encode()
+    data = itsdangerous.TimestampSigner(SESSION_SECRET).unsign(signed)
+    session = json.loads(base64.b64decode(data))
+    assert rows[0].id_hash == hashlib.sha256(session["sid"].encode()).digest()
+    assert session["sid"].encode() not in bytes(rows[0].id_hash)
 
 
 async def test_clients_added_edited_searched_and_deleted_through_the_forms(
@@ -400,30 +564,86 @@ async def seed_running_mailing(engine: AsyncEngine, statuses: list[str]) -> int:
     return int(mailing_id)
 
 
-async def test_a_started_mailings_filter_cannot_change_but_its_text_can(
+async def test_a_started_mailing_saves_what_its_form_sends_and_refuses_a_new_filter(
     admin: httpx.AsyncClient, clean_engine: AsyncEngine
 ) -> None:
+    # Started 5 min ago to the microsecond: the form must not turn that into a change.
     mailing_id = await seed_running_mailing(clean_engine, ["pending"])
+    async with clean_engine.connect() as conn:
+        before = (
+            await conn.execute(
+                text("SELECT starts_at, ends_at FROM mailing WHERE id = :id"), {"id": mailing_id}
+            )
+        ).one()
     form = await admin.get(f"/admin/mailings/{mailing_id}/edit")
     assert form.status_code == 200
     assert "has started" in form.text
-    csrf = csrf_of(form)
+    fields = submitted(form, "mailing-form")
+    assert "starts_at" not in fields  # disabled: not sent
+    assert "operator_codes" not in fields  # its fieldset is disabled
+    saved = await admin.post(
+        f"/admin/mailings/{mailing_id}/edit", data={**fields, "text": "new text"}
+    )
+    assert saved.status_code == 303, saved.text
+    async with clean_engine.connect() as conn:
+        after = (
+            await conn.execute(
+                text("SELECT starts_at, ends_at, text FROM mailing WHERE id = :id"),
+                {"id": mailing_id},
+            )
+        ).one()
+    assert after.text == "new text"
+    # Untouched, to the microsecond: the form's times (to the second) were not sent back.
+    assert (after.starts_at, after.ends_at) == (before.starts_at, before.ends_at)
+    # A filter posted anyway (not through the page) is refused, with the reason.
     refused = await admin.post(
         f"/admin/mailings/{mailing_id}/edit",
-        data={"csrf_token": csrf, "tz": "UTC", "text": "hi", "operator_codes": "901", "tags": ""},
+        data={**fields, "operator_codes": "901", "tags": ""},
     )
     assert refused.status_code == 409
     assert "can no longer change" in refused.text
-    saved = await admin.post(
-        f"/admin/mailings/{mailing_id}/edit",
-        data={"csrf_token": csrf, "tz": "UTC", "text": "new text"},
-    )
-    assert saved.status_code == 303
-    async with clean_engine.connect() as conn:
-        assert (
-            await conn.scalar(text("SELECT text FROM mailing WHERE id = :id"), {"id": mailing_id})
-            == "new text"
+
+
+async def test_a_double_submitted_form_creates_one_mailing(
+    admin: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    fields = submitted(await admin.get("/admin/mailings/new"), "mailing-form")
+    assert fields["form_key"]
+    fields |= {
+        "starts_at": "2030-01-10T09:00",
+        "ends_at": "2030-01-10T18:00",
+        "text": "once",
+    }
+    first = await admin.post("/admin/mailings/new", data=fields)
+    second = await admin.post("/admin/mailings/new", data=fields)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    assert await count_rows(clean_engine, "mailing") == 1
+    other = await admin.post("/admin/mailings/new", data={**fields, "text": "changed"})
+    assert other.status_code == 409
+    assert "open a new form" in other.text
+    assert await count_rows(clean_engine, "mailing") == 1
+
+
+async def test_a_finished_mailing_with_failures_can_still_retry_them(
+    admin: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    mailing_id = await seed_running_mailing(clean_engine, ["sent", "failed"])
+    async with clean_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE mailing SET finished_at = now() WHERE id = :id"), {"id": mailing_id}
         )
+    page = await admin.get(f"/admin/mailings/{mailing_id}")
+    assert 'id="state" data-live-for' in page.text
+    assert ">finished<" in page.text
+    assert "Retry failed" in page.text
+    retried = await admin.post(
+        f"/admin/mailings/{mailing_id}/retry-failed", data={"csrf_token": csrf_of(page)}
+    )
+    assert retried.status_code == 303
+    shown = await admin.get(retried.headers["location"])
+    assert "1 failed messages queued again." in shown.text
+    assert "Retry failed" not in shown.text
 
 
 async def test_detail_page_filters_messages_and_the_controls_act(
@@ -454,7 +674,8 @@ async def test_detail_page_filters_messages_and_the_controls_act(
     retried = await admin.post(
         f"/admin/mailings/{mailing_id}/retry-failed", data={"csrf_token": csrf}
     )
-    assert "1+failed+messages+queued+again" in retried.headers["location"]
+    assert retried.headers["location"] == f"/admin/mailings/{mailing_id}"
+    assert "1 failed messages queued again." in (await admin.get(retried.headers["location"])).text
     cancelled = await admin.post(f"/admin/mailings/{mailing_id}/cancel", data={"csrf_token": csrf})
     assert cancelled.status_code == 303
     async with clean_engine.connect() as conn:
@@ -564,6 +785,8 @@ async def test_the_admin_is_off_until_an_issuer_is_configured(
         ({"admin_session_secret": SecretStr("short")}, "HERALD_ADMIN_SESSION_SECRET"),
         ({"admin_emails": "", "admin_domains": "", "admin_groups": ""}, "HERALD_ADMIN_EMAILS"),
         ({"oidc_issuer": "ftp://idp"}, "HERALD_OIDC_ISSUER"),
+        ({"oidc_issuer": "http://sso.example.com/realms/herald"}, "HERALD_OIDC_ISSUER"),
+        ({"oidc_scopes": "email profile"}, "HERALD_OIDC_SCOPES"),
         ({"oidc_redirect_url": "https://herald.example/callback"}, "HERALD_OIDC_REDIRECT_URL"),
     ],
 )

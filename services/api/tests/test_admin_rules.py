@@ -28,14 +28,16 @@ POLICY = AccessPolicy.parse(
 @pytest.mark.parametrize(
     ("claims", "allowed"),
     [
-        ({"email": "alice@example.com"}, True),
-        ({"email": "ALICE@example.com", "email_verified": True}, True),
+        ({"email": "alice@example.com", "email_verified": True}, True),
+        ({"email": "ALICE@example.com", "email_verified": "true"}, True),
+        ({"email": "alice@example.com"}, False),  # no claim: not verified
         ({"email": "alice@example.com", "email_verified": False}, False),
         ({"email": "alice@example.com", "email_verified": "false"}, False),
-        ({"email": "carol@corp.example"}, True),
-        ({"email": "carol@sub.corp.example"}, False),
-        ({"email": "carol@corp.example.evil"}, False),
-        ({"email": "mallory@example.com"}, False),
+        ({"email": "alice@example.com", "email_verified": "yes"}, False),
+        ({"email": "carol@corp.example", "email_verified": True}, True),
+        ({"email": "carol@sub.corp.example", "email_verified": True}, False),
+        ({"email": "carol@corp.example.evil", "email_verified": True}, False),
+        ({"email": "mallory@example.com", "email_verified": True}, False),
         ({"email": "mallory@example.com", "groups": ["staff", "Herald-Admins"]}, True),
         ({"email": "mallory@example.com", "groups": "herald-admins"}, True),
         ({"email": "mallory@example.com", "groups": ["staff"]}, False),
@@ -205,7 +207,7 @@ def test_settled_per_bucket_counts_growth_between_a_mailings_samples() -> None:
     now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     minute = timedelta(minutes=1)
     samples = [
-        (1, now - 14 * minute - timedelta(seconds=50), 0),  # before the span: a baseline only
+        (1, now - 15 * minute - timedelta(seconds=20), 0),  # before the span: a baseline only
         (1, now - 13 * minute - timedelta(seconds=30), 100),
         (1, now - 13 * minute - timedelta(seconds=10), 250),
         (2, now - 2 * minute - timedelta(seconds=30), 1000),  # first sample of mailing 2
@@ -216,6 +218,7 @@ def test_settled_per_bucket_counts_growth_between_a_mailings_samples() -> None:
     assert len(buckets) == 15
     assert buckets[0][0] == now - 15 * minute
     counts = [count for _, count in buckets]
-    assert counts[1] == 250
+    assert counts[0] == 0
+    assert counts[1] == 250  # growth from the baseline outside the span lands inside it
     assert counts[14] == 600
     assert sum(counts) == 850

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from herald_common.models import MailingMessageCount
@@ -33,7 +34,11 @@ async def count_messages(
             MailingMessageCount.status,
             func.sum(MailingMessageCount.count),
         )
-        .where(MailingMessageCount.mailing_id.in_(list(counts)))
+        # One array parameter, not one parameter per id: any number of ids fits.
+        .where(
+            MailingMessageCount.mailing_id
+            == any_(bindparam("ids", list(counts), type_=ARRAY(BigInteger)))
+        )
         .group_by(MailingMessageCount.mailing_id, MailingMessageCount.status)
     )
     for mailing_id, status, count in rows:

@@ -38,7 +38,10 @@ Errors: `{"detail": "...", "code": "..."}`; validation errors (422) name the fie
 
 
 # The bulk import streams files far larger than any JSON body; it has its own limit.
-IMPORT_PATHS = frozenset({"/api/v1/clients/import", "/admin/clients/import"})
+IMPORT_PATHS = frozenset({"/api/v1/clients/import"})
+ADMIN_IMPORT_PATH = "/admin/clients/import"
+# The admin upload is a multipart form: the file, plus room for the form's other fields.
+FORM_OVERHEAD_BYTES = 1024 * 1024
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -76,7 +79,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     # Added innermost first: RequestObservability, the outermost, logs even a 413.
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=IMPORT_PATHS)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        exempt=IMPORT_PATHS,
+        limits={ADMIN_IMPORT_PATH: settings.import_max_bytes + FORM_OVERHEAD_BYTES},
+    )
     app.add_middleware(SecurityHeaders)
     install_cors(app, settings.cors_origin_list)
     app.add_middleware(RequestObservability)

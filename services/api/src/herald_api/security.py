@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -51,24 +52,34 @@ def identify(tokens: list[ApiToken], given: bytes) -> str | None:
 
 class BodyLimit:
     """413 for a request body over ``limit`` bytes, whether announced by Content-Length or
-    streamed; paths in ``exempt`` have limits of their own (the bulk import).
+    streamed; paths in ``exempt`` check their own limit while streaming (the REST bulk
+    import), paths in ``limits`` have a larger one here (the admin UI's upload, which is
+    spooled as a form before any route code runs).
 
     A streamed body that runs over is cut short, and whatever the application answers to
     the truncated body is replaced by the 413 (an exception would be turned into a parsing
     error by FastAPI on its way out)."""
 
-    def __init__(self, app: ASGIApp, limit: int, exempt: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        exempt: frozenset[str],
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.exempt = exempt
+        self.limits = dict(limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
+        limit = self.limits.get(scope["path"], self.limit)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(send, limit)
                 return
         received = 0
         exceeded = False
@@ -80,7 +91,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     exceeded = True
                     return {"type": "http.request", "body": b"", "more_body": False}
             return message
@@ -89,14 +100,14 @@ class BodyLimit:
             if not exceeded:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
         await self.app(scope, counting_receive, replacing_send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = orjson.dumps(
             {
-                "detail": f"the request body is larger than {self.limit} bytes",
+                "detail": f"the request body is larger than {limit} bytes",
                 "code": "payload_too_large",
             }
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -69,8 +70,16 @@ class ApiSettings(HeraldSettings):
     def _check_admin(self) -> Self:
         if not self.oidc_issuer:
             return self
-        if not self.oidc_issuer.startswith(("https://", "http://")):
-            raise ValueError("HERALD_OIDC_ISSUER must be an http(s) URL")
+        issuer = urlsplit(self.oidc_issuer)
+        # Keys and codes travel between Herald and the provider: plain http only on loopback.
+        if issuer.scheme != "https" and not (
+            issuer.scheme == "http" and issuer.hostname in ("localhost", "127.0.0.1", "::1")
+        ):
+            raise ValueError(
+                "HERALD_OIDC_ISSUER must be an https:// URL (http:// only for localhost)"
+            )
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("HERALD_OIDC_SCOPES must include openid (the ID token is the login)")
         if self.oidc_redirect_url and not self.oidc_redirect_url.endswith("/admin/auth"):
             raise ValueError("HERALD_OIDC_REDIRECT_URL must end with /admin/auth")
         if not self.oidc_client_id:

@@ -37,11 +37,12 @@ class Verdict:
 def judge(policy: AccessPolicy, claims: Mapping[str, Any]) -> Verdict:
     """Allowed when the verified e-mail is listed, its domain is, or one of the groups is.
 
-    An e-mail the provider says is unverified counts for nothing: anyone can type one in at
-    some providers."""
+    An e-mail counts only when the provider says it is verified (``email_verified``): at some
+    providers users can set any address on their account, and a missing claim proves
+    nothing. Keycloak, Auth0 and Google send the claim."""
     raw_email = claims.get("email")
     email = raw_email.strip().lower() if isinstance(raw_email, str) else ""
-    verified = claims.get("email_verified", True) not in (False, "false")
+    verified = claims.get("email_verified") in (True, "true")
     if email and verified:
         if email in policy.emails:
             return Verdict(True, "e-mail listed")
@@ -54,7 +55,8 @@ def judge(policy: AccessPolicy, claims: Mapping[str, Any]) -> Verdict:
         names = {str(g).strip().lower() for g in groups}
         if names & policy.groups:
             return Verdict(True, "group listed")
-    if email and not verified:
+    listed = email in policy.emails or email.rpartition("@")[2] in policy.domains
+    if email and not verified and listed:
         return Verdict(False, f"the e-mail {email} is not verified by the identity provider")
     return Verdict(False, f"{email or 'this account'} is not allowed to use Herald's admin")
 

@@ -32,6 +32,9 @@ def _wants_json(request: Request) -> bool:
 async def _login_required(request: Request, _: Exception) -> Response:
     if _wants_json(request):
         return JSONResponse({"detail": "log in first", "code": "login_required"}, 401)
+    if request.method != "GET":
+        # Back to a form's action after login would be a GET of a POST-only route.
+        return RedirectResponse(f"{MOUNT}/login", status_code=303)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"{MOUNT}/login?" + urlencode({"next": target}), status_code=303)
 
@@ -44,6 +47,8 @@ async def _csrf_refused(request: Request, _: Exception) -> Response:
 async def _herald_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HeraldError)
     status = status_of(error)
+    if _wants_json(request):
+        return JSONResponse({"detail": error.message, "code": error.code}, status)
     return render(request, "error.html", {"status": status, "message": error.message}, status)
 
 
@@ -57,6 +62,10 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
+    if _wants_json(request):
+        return JSONResponse(
+            {"detail": "invalid request", "code": "invalid_input", "fields": _named(error)}, 422
+        )
     messages = [f"{field}: {reason}" for field, reason in _named(error).items()]
     return render(request, "error.html", {"status": 422, "message": "; ".join(messages)}, 422)
 
@@ -80,7 +89,6 @@ def create_admin_app(settings: ApiSettings) -> FastAPI:
         async def off(request: Request, path: str) -> Response:
             return render(request, "off.html", {}, 404)
 
-        admin.add_middleware(SessionMiddleware, secret_key="off", session_cookie=SESSION_COOKIE)
         return admin
     admin.state.oidc = auth.oidc_client(settings)
     admin.state.access = AccessPolicy.parse(

@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import UploadFile
 
 from herald_api.admin.forms import FieldErrors, client_payload, validate
-from herald_api.admin.rendering import render
+from herald_api.admin.rendering import flash, render
 from herald_api.admin.session import User
 from herald_api.clients import service
 from herald_api.clients.announce import client_created, client_deleted, client_updated
 from herald_api.clients.imports import ImportFormat, OnDuplicate, read_rows
 from herald_api.clients.schemas import ClientCreate, ClientRead, ClientUpdate
 from herald_api.deps import Uow
+from herald_api.errors import status_of
 from herald_api.observability import note_ids
 from herald_api.settings import ApiSettings
 from herald_api.validation import OPERATOR_CODE_PATTERN, PHONE_PATTERN
@@ -39,7 +40,6 @@ async def clients_page(
     tag: Annotated[str, Query(max_length=64)] = "",
     operator_code: Annotated[str, Query(max_length=3)] = "",
     after: Annotated[int, Query(ge=0)] = 0,
-    notice: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
     search = {"phone": phone.strip(), "tag": tag.strip(), "operator_code": operator_code.strip()}
     clients = await service.list_clients(
@@ -57,7 +57,6 @@ async def clients_page(
             "clients": [ClientRead.model_validate(c) for c in clients],
             "search": search,
             "next_after": clients[-1].id if len(clients) == PAGE else None,
-            "notice": notice,
         },
     )
 
@@ -84,8 +83,9 @@ async def _form_fields(request: Request) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-def _notice(path: str, text: str) -> Response:
-    return RedirectResponse(f"{path}?notice={text.replace(' ', '+')}", status_code=303)
+def _notice(request: Request, path: str, text: str) -> Response:
+    flash(request, text)
+    return RedirectResponse(path, status_code=303)
 
 
 @router.get("/clients/new", name="client_new")
@@ -100,13 +100,16 @@ async def client_create(request: Request, uow: Uow, user: User) -> Response:
     if data is None:
         return _form_page(request, form, errors, status_code=422)
     try:
-        client = await service.create_client(uow.session, data)
+        # A savepoint: a phone taken meanwhile (the unique index) leaves the request's
+        # transaction usable, so the form can say so instead of failing the request.
+        async with uow.session.begin_nested():
+            client = await service.create_client(uow.session, data)
     except DuplicatePhone as error:
         return _form_page(request, form, {"phone": error.message}, status_code=409)
     note_ids(client_id=client.id)
     read = ClientRead.model_validate(client)
     client_created(uow, read)
-    return _notice("/admin/clients", f"Client {read.id} ({read.phone}) added.")
+    return _notice(request, "/admin/clients", f"Client {read.id} ({read.phone}) added.")
 
 
 @router.get("/clients/{client_id:int}/edit", name="client_edit")
@@ -129,21 +132,24 @@ async def client_update(request: Request, uow: Uow, user: User, client_id: int) 
     if data is None:
         return _form_page(request, form, errors, client_id, 422)
     try:
-        await service.update_client(uow.session, client_id, data)
+        async with uow.session.begin_nested():
+            await service.update_client(uow.session, client_id, data)
     except DuplicatePhone as error:
         return _form_page(request, form, {"phone": error.message}, client_id, 409)
     note_ids(client_id=client_id)
     client_updated(uow, client_id, sorted(data.model_dump(exclude_unset=True)))
-    return _notice("/admin/clients", f"Client {client_id} saved.")
+    return _notice(request, "/admin/clients", f"Client {client_id} saved.")
 
 
 @router.post("/clients/{client_id:int}/delete", name="client_delete")
-async def client_delete(uow: Uow, user: User, client_id: int) -> Response:
+async def client_delete(request: Request, uow: Uow, user: User, client_id: int) -> Response:
     cancelled = await service.delete_client(uow.session, client_id)
     note_ids(client_id=client_id)
     client_deleted(uow, client_id, cancelled)
     return _notice(
-        "/admin/clients", f"Client {client_id} deleted; {cancelled} pending messages cancelled."
+        request,
+        "/admin/clients",
+        f"Client {client_id} deleted; {cancelled} pending messages cancelled.",
     )
 
 
@@ -195,7 +201,7 @@ async def import_upload(request: Request, user: User) -> Response:
         ]
         context["summary"] = error.message
         context["phones"] = details.get("phones")
-        return render(request, "clients_import.html", context, error.status_code or 422)
+        return render(request, "clients_import.html", context, status_of(error))
     log.info(
         "clients_imported",
         format="ndjson" if ndjson else "csv",

@@ -3,30 +3,38 @@ the pages poll for live progress and the audience preview."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
 from herald_api.admin.charts import column_chart, settled_per_bucket
 from herald_api.admin.forms import FieldErrors, mailing_payload, split_codes, split_tags, validate
-from herald_api.admin.rendering import render
+from herald_api.admin.rendering import flash, render
 from herald_api.admin.session import User
 from herald_api.deps import Uow
+from herald_api.idempotency import Idempotency, request_hash
 from herald_api.mailings import service
 from herald_api.mailings.announce import announce
-from herald_api.mailings.schemas import MailingCreate, MailingUpdate, MessageRead
+from herald_api.mailings.schemas import MailingCreate, MailingRead, MailingUpdate, MessageRead
 from herald_api.observability import note_ids
-from herald_common.errors import Conflict, InvalidInput
+from herald_common.errors import Conflict, IdempotencyKeyReused, InvalidInput
 from herald_common.models import Client, Mailing, MailingProgress
+from herald_common.rules.mailings import has_started
 from herald_common.stats import count_messages
 from herald_common.statuses import ALL_STATUSES, TERMINAL_STATUSES, MailingState, MessageStatus
 
 router = APIRouter()
 PAGE = 50
 RUNNING_SHOWN = 20
+CHART_SPAN = timedelta(minutes=15)
+# The form's times, to the second, as <input type="datetime-local" step="1"> shows them.
+FORM_TIME = "%Y-%m-%dT%H:%M:%S"
+NO_STORE = {"cache-control": "no-store"}
 
 
 def _now() -> datetime:
@@ -40,34 +48,35 @@ def _status_rows(by_status: dict[str, int]) -> list[tuple[str, int]]:
 @router.get("/", name="dashboard")
 async def dashboard(request: Request, uow: Uow, user: User) -> Response:
     now = _now()
-    stats = await service.all_stats(uow.session, now)
-    running = [m for m in stats.mailings if m.state == MailingState.RUNNING][:RUNNING_SHOWN]
+    totals = await service.totals_by_status(uow.session)
+    states = await service.count_by_state(uow.session, now)
+    running = await service.list_mailings(
+        uow.session, limit=RUNNING_SHOWN, after=0, state=MailingState.RUNNING, now=now
+    )
+    running_stats = await service.stats_of(uow.session, running, now)
+    # A sample from before the span too: the growth into its first minute needs a baseline.
     samples = (
         await uow.session.execute(
-            select(MailingProgress.mailing_id, MailingProgress.sampled_at, MailingProgress.done)
+            select(
+                MailingProgress.mailing_id, MailingProgress.sampled_at, MailingProgress.done
+            ).where(MailingProgress.sampled_at >= now - CHART_SPAN - timedelta(minutes=1))
         )
     ).all()
-    per_minute = settled_per_bucket([(m, s, d) for m, s, d in samples], now)
-    chart = column_chart([(at.strftime("%H:%M"), count) for at, count in per_minute])
+    per_minute = settled_per_bucket([(m, s, d) for m, s, d in samples], now, span=CHART_SPAN)
     return render(
         request,
         "dashboard.html",
         {
-            "totals": stats.totals,
-            "status_rows": _status_rows(stats.totals.by_status),
-            "running": running,
-            "chart": chart,
+            "mailing_count": sum(states.values()),
+            "message_count": sum(totals.values()),
+            "totals": totals,
+            "status_rows": _status_rows(totals),
+            "running": [running_stats[m.id] for m in running],
+            "chart": column_chart([(at.strftime("%H:%M"), count) for at, count in per_minute]),
             "chart_total": sum(count for _, count in per_minute),
-            "states": _count_states(stats.mailings),
+            "states": states,
         },
     )
-
-
-def _count_states(mailings: list[Any]) -> dict[str, int]:
-    counts = {state.value: 0 for state in MailingState}
-    for mailing in mailings:
-        counts[mailing.state.value] += 1
-    return counts
 
 
 @router.get("/mailings", name="mailings")
@@ -77,24 +86,20 @@ async def mailings_page(
     user: User,
     state: MailingState | None = None,
     after: Annotated[int, Query(ge=0)] = 0,
-    notice: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     now = _now()
     mailings = await service.list_mailings(
         uow.session, limit=PAGE, after=after, state=state, now=now
     )
-    stats = await service.all_stats(uow.session, now)
-    by_id = {m.id: m for m in stats.mailings}
     return render(
         request,
         "mailings.html",
         {
             "mailings": [service.to_read(m, now) for m in mailings],
-            "stats": by_id,
+            "stats": await service.stats_of(uow.session, mailings, now),
             "state": state.value if state else "",
             "states": [s.value for s in MailingState],
             "next_after": mailings[-1].id if len(mailings) == PAGE else None,
-            "notice": notice,
         },
     )
 
@@ -103,7 +108,7 @@ async def mailings_page(
 async def mailings_progress(
     uow: Uow, user: User, ids: Annotated[str, Query(max_length=2000)] = ""
 ) -> JSONResponse:
-    """Done, total and state of the given mailings, for the pages' progress bars."""
+    """Done, total, state and counts of the given mailings, for the pages' live parts."""
     wanted = sorted({int(part) for part in ids.split(",") if part.isdigit() and len(part) < 19})
     mailings = (
         await uow.session.scalars(
@@ -124,7 +129,7 @@ async def mailings_progress(
             "state": service.to_read(mailing, now).state.value,
             "by_status": by_status,
         }
-    return JSONResponse(answer)
+    return JSONResponse(answer, headers=NO_STORE)
 
 
 @router.get("/audience", name="audience")
@@ -142,23 +147,33 @@ async def audience(
     if tag_list:
         query = query.where(Client.tag.in_(tag_list))
     count = int(await uow.session.scalar(query) or 0)
-    return JSONResponse({"count": count, "operator_codes": codes, "tags": tag_list})
+    return JSONResponse(
+        {"count": count, "operator_codes": codes, "tags": tag_list}, headers=NO_STORE
+    )
 
 
-def _form_context(
-    form: dict[str, str], errors: FieldErrors, mailing_id: int | None = None, **extra: Any
-) -> dict[str, Any]:
-    return {"form": form, "errors": errors, "mailing_id": mailing_id, **extra}
-
-
-@router.get("/mailings/new", name="mailing_new")
-async def mailing_new(request: Request, user: User) -> Response:
-    return render(request, "mailing_form.html", _form_context({"tz": "UTC"}, {}))
+def _form_page(
+    request: Request,
+    form: dict[str, str],
+    errors: FieldErrors,
+    mailing_id: int | None = None,
+    *,
+    started: bool = False,
+    status_code: int = 200,
+) -> Response:
+    context = {"form": form, "errors": errors, "mailing_id": mailing_id, "started": started}
+    return render(request, "mailing_form.html", context, status_code)
 
 
 async def _form_fields(request: Request) -> dict[str, str]:
     form = await request.form()
     return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+@router.get("/mailings/new", name="mailing_new")
+async def mailing_new(request: Request, user: User) -> Response:
+    # A key of this form's own: a double click or a resubmitted page creates one mailing.
+    return _form_page(request, {"tz": "UTC", "form_key": secrets.token_urlsafe(18)}, {})
 
 
 @router.post("/mailings/new", name="mailing_create")
@@ -167,7 +182,20 @@ async def mailing_create(request: Request, uow: Uow, user: User) -> Response:
     payload, errors = mailing_payload(form)
     data, errors = validate(MailingCreate, payload, errors)
     if data is None:
-        return render(request, "mailing_form.html", _form_context(form, errors), 422)
+        return _form_page(request, form, errors, status_code=422)
+    idempotency = None
+    if key := form.get("form_key"):
+        idempotency = Idempotency(
+            uow.session, f"admin:{user.subject}"[:64], key, request_hash(request, data)
+        )
+        try:
+            replayed = await idempotency.replay()
+        except IdempotencyKeyReused:
+            message = "this form already created a mailing: open a new form for another one"
+            return _form_page(request, form, {"form": message}, status_code=409)
+        if replayed is not None:
+            first = orjson.loads(bytes(replayed.body))
+            return RedirectResponse(f"/admin/mailings/{first['id']}", status_code=303)
     mailing = await service.create_mailing(uow.session, data)
     note_ids(mailing_id=mailing.id)
     announce(
@@ -178,8 +206,11 @@ async def mailing_create(request: Request, uow: Uow, user: User) -> Response:
         ends_at=mailing.ends_at.isoformat(),
         filter=data.filter.model_dump(),
         send_window=data.send_window.model_dump() if data.send_window else None,
-        by=user.email,
+        by=user.email or user.subject,
     )
+    if idempotency is not None:
+        await idempotency.remember(201, service.to_read(mailing, _now()))
+    flash(request, f"Mailing {mailing.id} created.")
     return RedirectResponse(f"/admin/mailings/{mailing.id}", status_code=303)
 
 
@@ -191,7 +222,6 @@ async def mailing_page(
     mailing_id: int,
     status: MessageStatus | None = None,
     after: Annotated[int, Query(ge=0)] = 0,
-    notice: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     now = _now()
     mailing = await service.get_mailing(uow.session, mailing_id)
@@ -200,95 +230,111 @@ async def mailing_page(
     messages = await service.list_messages(
         uow.session, mailing_id, limit=PAGE, after=after, status=status
     )
+    read = service.to_read(mailing, now)
     return render(
         request,
         "mailing.html",
         {
-            "mailing": service.to_read(mailing, now),
+            "mailing": read,
             "stats": stats,
             "status_rows": _status_rows(stats.by_status),
+            # The end, not "finished": all settled, failed ones may be retried until it.
+            "can_retry": stats.by_status[MessageStatus.FAILED] > 0 and now < mailing.ends_at,
+            "can_pause": read.state in (MailingState.RUNNING, MailingState.SCHEDULED),
+            "can_resume": read.state == MailingState.PAUSED,
             "messages": [MessageRead.model_validate(m) for m in messages],
             "status": status.value if status else "",
             "statuses": [s.value for s in ALL_STATUSES],
             "next_after": messages[-1].id if len(messages) == PAGE else None,
-            "notice": notice,
         },
     )
 
 
-@router.get("/mailings/{mailing_id:int}/edit", name="mailing_edit")
-async def mailing_edit(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    now = _now()
-    mailing = service.to_read(await service.get_mailing(uow.session, mailing_id), now)
-    form = {
+def _form_of(mailing: MailingRead) -> dict[str, str]:
+    return {
         "tz": "UTC",
-        "starts_at": mailing.starts_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"),
-        "ends_at": mailing.ends_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"),
+        "starts_at": mailing.starts_at.astimezone(UTC).strftime(FORM_TIME),
+        "ends_at": mailing.ends_at.astimezone(UTC).strftime(FORM_TIME),
         "text": mailing.text,
         "operator_codes": ", ".join(mailing.filter.operator_codes),
         "tags": ", ".join(mailing.filter.tags),
         "window_start": mailing.send_window.start if mailing.send_window else "",
         "window_end": mailing.send_window.end if mailing.send_window else "",
     }
-    started = mailing.state != MailingState.SCHEDULED
-    return render(
-        request, "mailing_form.html", _form_context(form, {}, mailing_id, started=started)
+
+
+@router.get("/mailings/{mailing_id:int}/edit", name="mailing_edit")
+async def mailing_edit(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
+    now = _now()
+    mailing = await service.get_mailing(uow.session, mailing_id)
+    started = has_started(now, mailing.starts_at, mailing.started_at)
+    return _form_page(
+        request, _form_of(service.to_read(mailing, now)), {}, mailing_id, started=started
     )
 
 
 @router.post("/mailings/{mailing_id:int}/edit", name="mailing_update")
 async def mailing_update(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
+    now = _now()
+    mailing = await service.get_mailing(uow.session, mailing_id)
+    started = has_started(now, mailing.starts_at, mailing.started_at)
     form = await _form_fields(request)
     payload, errors = mailing_payload(form, partial=True)
+    # Only what the operator changed is sent: a field shown and sent back as it was is no
+    # change, even to what can no longer change once started.
+    stored, _ = mailing_payload(_form_of(service.to_read(mailing, now)), partial=True)
+    for name in ("starts_at", "ends_at", "text", "filter", "send_window"):
+        if name in payload and name in stored and payload[name] == stored[name]:
+            del payload[name]
     data, errors = validate(MailingUpdate, payload, errors)
-    started = form.get("started") == "1"
     if data is None:
-        context = _form_context(form, errors, mailing_id, started=started)
-        return render(request, "mailing_form.html", context, 422)
+        return _form_page(request, form, errors, mailing_id, started=started, status_code=422)
     try:
-        mailing = await service.update_mailing(uow.session, mailing_id, data, _now())
+        updated = await service.update_mailing(uow.session, mailing_id, data, now)
     except (Conflict, InvalidInput) as error:
         field = getattr(error, "field", "form")
-        context = _form_context(form, {field: error.message}, mailing_id, started=started)
-        return render(
-            request, "mailing_form.html", context, 409 if isinstance(error, Conflict) else 422
+        code = 409 if isinstance(error, Conflict) else 422
+        return _form_page(
+            request, form, {field: error.message}, mailing_id, started=started, status_code=code
         )
-    announce(uow, "updated", mailing, fields=sorted(data.model_fields_set), by=user.email)
-    return _back(mailing_id, "Saved.")
+    fields = sorted(data.model_fields_set)
+    announce(uow, "updated", updated, fields=fields, by=user.email or user.subject)
+    flash(request, "Saved." if fields else "Nothing changed.")
+    return RedirectResponse(f"/admin/mailings/{mailing_id}", status_code=303)
 
 
-def _back(mailing_id: int, notice: str) -> Response:
-    return RedirectResponse(
-        f"/admin/mailings/{mailing_id}?notice={notice.replace(' ', '+')}", status_code=303
-    )
+def _back(request: Request, mailing_id: int, notice: str) -> Response:
+    flash(request, notice)
+    return RedirectResponse(f"/admin/mailings/{mailing_id}", status_code=303)
 
 
 @router.post("/mailings/{mailing_id:int}/pause", name="mailing_pause")
-async def mailing_pause(uow: Uow, user: User, mailing_id: int) -> Response:
+async def mailing_pause(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
     mailing = await service.pause_mailing(uow.session, mailing_id, _now())
-    announce(uow, "updated", mailing, action="paused", by=user.email)
-    return _back(mailing_id, "Paused.")
+    announce(uow, "updated", mailing, action="paused", by=user.email or user.subject)
+    return _back(request, mailing_id, "Paused.")
 
 
 @router.post("/mailings/{mailing_id:int}/resume", name="mailing_resume")
-async def mailing_resume(uow: Uow, user: User, mailing_id: int) -> Response:
+async def mailing_resume(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
     mailing = await service.resume_mailing(uow.session, mailing_id, _now())
-    announce(uow, "updated", mailing, action="resumed", by=user.email)
-    return _back(mailing_id, "Resumed.")
+    announce(uow, "updated", mailing, action="resumed", by=user.email or user.subject)
+    return _back(request, mailing_id, "Resumed.")
 
 
 @router.post("/mailings/{mailing_id:int}/retry-failed", name="mailing_retry_failed")
-async def mailing_retry_failed(uow: Uow, user: User, mailing_id: int) -> Response:
+async def mailing_retry_failed(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
     moved = await service.retry_failed(uow.session, mailing_id, _now())
     mailing = await service.get_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="retry_failed", requeued=moved, by=user.email)
-    return _back(mailing_id, f"{moved} failed messages queued again.")
+    by = user.email or user.subject
+    announce(uow, "updated", mailing, action="retry_failed", requeued=moved, by=by)
+    return _back(request, mailing_id, f"{moved} failed messages queued again.")
 
 
 @router.post("/mailings/{mailing_id:int}/cancel", name="mailing_cancel")
-async def mailing_cancel(uow: Uow, user: User, mailing_id: int) -> Response:
+async def mailing_cancel(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
     """The REST API's DELETE: delivery stops, messages not yet handed over end cancelled."""
     mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
-    announce(uow, "deleted", mailing, cancelled=cancelled, by=user.email)
-    notice = f"Mailing {mailing_id} cancelled and deleted: {cancelled} messages cancelled."
-    return RedirectResponse(f"/admin/mailings?notice={notice.replace(' ', '+')}", status_code=303)
+    announce(uow, "deleted", mailing, cancelled=cancelled, by=user.email or user.subject)
+    flash(request, f"Mailing {mailing_id} cancelled and deleted: {cancelled} messages cancelled.")
+    return RedirectResponse("/admin/mailings", status_code=303)

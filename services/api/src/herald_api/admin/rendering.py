@@ -35,13 +35,22 @@ templates.env.filters["when"] = _when
 templates.env.filters["number"] = _number
 
 
+def flash(request: Request, notice: str) -> None:
+    """A line for the next page shown (kept in the session: a link cannot write it)."""
+    request.session["notice"] = notice
+
+
 def render(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
+    # With the admin UI off there is no session at all (nothing to sign it with).
+    has_session = "session" in request.scope
+    user = current_user(request) if has_session else None
     context = {
-        "user": current_user(request),
+        "user": user,
         "csrf_field": CSRF_FIELD,
-        "csrf_token": csrf_token(request) if current_user(request) else "",
+        "csrf_token": csrf_token(request) if user else "",
+        "notice": request.session.pop("notice", None) if has_session else None,
         **context,
     }
     response = templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_api.mailings.schemas import (
@@ -21,7 +21,7 @@ from herald_api.mailings.schemas import (
 )
 from herald_api.messages import move_messages
 from herald_common.errors import Conflict, InvalidInput, MailingStarted, NotFound
-from herald_common.models import Mailing, MailingProgress, Message
+from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
 from herald_common.rules.mailings import has_started, mailing_state
 from herald_common.rules.progress import Sample, estimate_progress
 from herald_common.stats import count_messages, empty_counts
@@ -156,6 +156,18 @@ async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailin
     return mailing, cancelled
 
 
+def _in_state(state: MailingState, now: datetime) -> ColumnElement[bool]:
+    """``rules.mailings.mailing_state`` in SQL: the mailings in ``state`` at ``now``."""
+    live = (Mailing.ends_at > now) & Mailing.finished_at.is_(None)
+    if state == MailingState.SCHEDULED:
+        return live & Mailing.paused_at.is_(None) & (Mailing.starts_at > now)
+    if state == MailingState.RUNNING:
+        return live & Mailing.paused_at.is_(None) & (Mailing.starts_at <= now)
+    if state == MailingState.PAUSED:
+        return live & Mailing.paused_at.is_not(None)
+    return (Mailing.ends_at <= now) | Mailing.finished_at.is_not(None)
+
+
 async def list_mailings(
     session: AsyncSession, *, limit: int, after: int, state: MailingState | None, now: datetime
 ) -> list[Mailing]:
@@ -165,16 +177,63 @@ async def list_mailings(
         .order_by(Mailing.id)
         .limit(limit)
     )
-    live = (Mailing.ends_at > now) & Mailing.finished_at.is_(None)
-    if state == MailingState.SCHEDULED:
-        query = query.where(live, Mailing.paused_at.is_(None), Mailing.starts_at > now)
-    elif state == MailingState.RUNNING:
-        query = query.where(live, Mailing.paused_at.is_(None), Mailing.starts_at <= now)
-    elif state == MailingState.PAUSED:
-        query = query.where(live, Mailing.paused_at.is_not(None))
-    elif state == MailingState.FINISHED:
-        query = query.where((Mailing.ends_at <= now) | Mailing.finished_at.is_not(None))
+    if state is not None:
+        query = query.where(_in_state(state, now))
     return list((await session.scalars(query)).all())
+
+
+async def count_by_state(session: AsyncSession, now: datetime) -> dict[str, int]:
+    """How many live mailings are in each state, in one pass over the table."""
+    states = list(MailingState)
+    row = (
+        await session.execute(
+            select(*(func.count().filter(_in_state(s, now)) for s in states)).where(
+                Mailing.deleted_at.is_(None)
+            )
+        )
+    ).one()
+    return {state.value: int(count) for state, count in zip(states, row, strict=True)}
+
+
+async def counts_of_live(session: AsyncSession) -> dict[int, dict[str, int]]:
+    """Per-status counts of every live mailing, summed from the shards in one query (no list
+    of ids, whose size a query's parameters could not hold)."""
+    rows = await session.execute(
+        select(
+            MailingMessageCount.mailing_id,
+            MailingMessageCount.status,
+            func.sum(MailingMessageCount.count),
+        )
+        .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
+        .where(Mailing.deleted_at.is_(None))
+        .group_by(MailingMessageCount.mailing_id, MailingMessageCount.status)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for mailing_id, status, count in rows:
+        counts.setdefault(mailing_id, empty_counts())[status] = int(count)
+    return counts
+
+
+async def totals_by_status(session: AsyncSession) -> dict[str, int]:
+    """Messages per status over every live mailing."""
+    rows = await session.execute(
+        select(MailingMessageCount.status, func.sum(MailingMessageCount.count))
+        .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
+        .where(Mailing.deleted_at.is_(None))
+        .group_by(MailingMessageCount.status)
+    )
+    totals = empty_counts()
+    for status, count in rows:
+        totals[status] = int(count)
+    return totals
+
+
+async def stats_of(
+    session: AsyncSession, mailings: list[Mailing], now: datetime
+) -> dict[int, MailingStats]:
+    """Statistics of the given mailings only (a page of them)."""
+    counts = await count_messages(session, [m.id for m in mailings])
+    return {m.id: _stats(m, counts[m.id], now) for m in mailings}
 
 
 def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
@@ -292,8 +351,8 @@ async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:
             )
         ).all()
     )
-    counts = await count_messages(session, [m.id for m in mailings])
-    stats = [_stats(m, counts[m.id], now) for m in mailings]
+    counts = await counts_of_live(session)
+    stats = [_stats(m, counts.get(m.id) or empty_counts(), now) for m in mailings]
     totals = empty_counts()
     for item in stats:
         for status, count in item.by_status.items():

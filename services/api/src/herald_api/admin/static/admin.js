@@ -10,53 +10,77 @@ function pollProgress() {
   const boxes = Array.from(document.querySelectorAll("[data-progress]"));
   if (!boxes.length) return;
   const ids = [...new Set(boxes.map((b) => b.dataset.progress))].join(",");
+  const fmt = (n) => n.toLocaleString("en").replace(/,/g, "\u202f");
+  let timer = null;
   const tick = async () => {
+    if (document.hidden) return; // a background tab asks nothing
+    let data;
     try {
       const answer = await fetch(`/admin/mailings/progress?ids=${ids}`, {
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
-      if (!answer.ok) return;
-      const data = await answer.json();
-      for (const box of boxes) {
-        const item = data[box.dataset.progress];
-        if (!item) continue;
-        const bar = box.querySelector("progress");
-        bar.max = item.total || 1;
-        bar.value = item.done;
-        const fmt = (n) => n.toLocaleString("en").replace(/,/g, "\u202f");
-        box.querySelector(".progress-text").textContent =
-          `${fmt(item.done)} / ${fmt(item.total)}` + (item.total ? ` (${item.percent.toFixed(1)} %)` : "");
-        const row = box.closest("[data-mailing]");
-        const state = row ? row.querySelector("[data-state]") : document.getElementById("state");
-        if (!row) updateStatusBars(item.by_status, fmt);
-        if (state && state.textContent !== item.state) {
-          if (!row) {
-            // A mailing's page: its controls and messages depend on the state; show them anew.
-            window.location.reload();
-            return;
-          }
-          state.textContent = item.state;
-          state.className = `state state-${item.state}`;
-        }
+      if (answer.status === 401) {
+        clearInterval(timer);
+        showNotice("Your session has ended: reload the page to log in again.");
+        return;
       }
+      if (!answer.ok) return;
+      data = await answer.json();
     } catch (err) {
-      // A missed tick is retried by the next one.
+      return; // a missed tick is retried by the next one
     }
+    let live = false;
+    for (const box of boxes) {
+      const item = data[box.dataset.progress];
+      if (!item) continue;
+      if (item.state !== "finished") live = true;
+      const bar = box.querySelector("progress");
+      bar.max = item.total || 1;
+      bar.value = item.done;
+      box.querySelector(".progress-text").textContent =
+        `${fmt(item.done)} / ${fmt(item.total)}` + (item.total ? ` (${item.percent.toFixed(1)} %)` : "");
+      const id = box.dataset.progress;
+      updateStatusBars(document.querySelector(`[data-bars-for="${id}"]`), item.by_status, fmt);
+      const own = document.querySelector(`[data-live-for="${id}"]`);
+      if (own && own.textContent !== item.state) {
+        // A mailing's page: its controls and messages depend on the state; show them anew.
+        window.location.reload();
+        return;
+      }
+      const row = box.closest("[data-mailing]");
+      const state = row ? row.querySelector("[data-state]") : null;
+      if (state && state.textContent !== item.state) {
+        state.textContent = item.state;
+        state.className = `state state-${item.state}`;
+      }
+    }
+    if (!live) clearInterval(timer); // everything shown has finished: nothing will move
   };
+  timer = setInterval(tick, 2000);
   tick();
-  setInterval(tick, 2000);
 }
 
-function updateStatusBars(byStatus, fmt) {
-  const bars = document.querySelectorAll(".bar[data-status]");
-  if (!bars.length || !byStatus) return;
+function showNotice(text) {
+  let notice = document.querySelector("main > .notice");
+  if (!notice) {
+    notice = document.createElement("p");
+    notice.className = "notice";
+    notice.setAttribute("role", "status");
+    document.querySelector("main").prepend(notice);
+  }
+  notice.textContent = text;
+}
+
+function updateStatusBars(chart, byStatus, fmt) {
+  if (!chart || !byStatus) return;
   const top = Math.max(1, ...Object.values(byStatus));
-  for (const bar of bars) {
+  for (const bar of chart.querySelectorAll(".bar[data-status]")) {
     const count = byStatus[bar.dataset.status] || 0;
     const meter = bar.querySelector("progress");
     meter.max = top;
     meter.value = count;
+    meter.setAttribute("aria-label", `${bar.dataset.status}: ${count}`);
     bar.querySelector(".bar-value").textContent = fmt(count);
   }
 }
@@ -89,9 +113,19 @@ function audiencePreview() {
 }
 
 function confirmations() {
-  for (const form of document.querySelectorAll("form[data-confirm]")) {
+  for (const form of document.querySelectorAll("form[method=post]")) {
     form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      // One submission per click: a double click must not post the form twice.
+      if (form.dataset.sent) {
+        event.preventDefault();
+        return;
+      }
+      form.dataset.sent = "1";
+      for (const button of form.querySelectorAll("button[type=submit]")) button.disabled = true;
     });
   }
   for (const link of document.querySelectorAll("[data-back]")) {
@@ -124,3 +158,12 @@ document.addEventListener("DOMContentLoaded", () => {
   defaultZone();
 });
 window.heraldCsrfToken = csrfToken;
+
+// A page restored from the back-forward cache keeps its disabled buttons: enable them again.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  for (const form of document.querySelectorAll("form[data-sent]")) {
+    delete form.dataset.sent;
+    for (const button of form.querySelectorAll("button[type=submit]")) button.disabled = false;
+  }
+});
