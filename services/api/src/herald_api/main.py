@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.responses import Response
@@ -26,6 +27,8 @@ from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.rules.backoff import retry_tiers
 from herald_common.settings import RetrySettings
+
+log = structlog.get_logger()
 
 DESCRIPTION = """
 Herald delivers one message per matching client for each mailing, through an external
@@ -68,6 +71,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         finally:
             await app.state.events.close()
             await engine.dispose()
+            # After uvicorn has answered the requests in hand: the end of a clean stop.
+            log.info("api_stopped")
 
     app = FastAPI(
         title="Herald",
