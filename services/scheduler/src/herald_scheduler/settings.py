@@ -8,6 +8,8 @@ from herald_common.settings import HeraldSettings, RetrySettings
 
 
 class SchedulerSettings(HeraldSettings, RetrySettings):
+    # Where deploy/monitoring/prometheus.yml scrapes it, as the README says; 0 turns it off.
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
     scheduler_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     fanout_chunk_size: int = Field(default=5_000, ge=1, le=100_000)
     fanout_parallelism: int = Field(
