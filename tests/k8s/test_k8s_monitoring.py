@@ -9,25 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .selectors import selects
+
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "deploy" / "monitoring" / "alerts.yml"
 REGENERATE = "uv run python deploy/k8s/generate_prometheusrule.py"
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    if not selector.get("matchLabels", {}).items() <= labels.items():
-        return False
-    for expression in selector.get("matchExpressions", []):
-        value, operator = labels.get(expression["key"]), expression["operator"]
-        if operator == "In" and value not in expression["values"]:
-            return False
-        if operator == "NotIn" and value in expression["values"]:
-            return False
-        if operator == "Exists" and value is None:
-            return False
-        if operator == "DoesNotExist" and value is not None:
-            return False
-    return True
 
 
 def scraped_jobs(build) -> dict[str, list[str]]:

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from .selectors import selects
+
 HERALD = {"kubernetes.io/metadata.name": "herald"}
 INGRESS_CONTROLLER = {"kubernetes.io/metadata.name": "ingress-nginx"}
 MONITORING = {"kubernetes.io/metadata.name": "monitoring"}
@@ -29,22 +31,6 @@ class Peer:
 
 
 OUTSIDE = Peer()
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    if not selector.get("matchLabels", {}).items() <= labels.items():
-        return False
-    for expression in selector.get("matchExpressions", []):
-        value, operator = labels.get(expression["key"]), expression["operator"]
-        if operator == "In" and value not in expression["values"]:
-            return False
-        if operator == "NotIn" and value in expression["values"]:
-            return False
-        if operator == "Exists" and value is None:
-            return False
-        if operator == "DoesNotExist" and value is not None:
-            return False
-    return True
 
 
 def peer_matches(peers: list | None, peer: Peer) -> bool:

@@ -19,7 +19,7 @@ from herald_api.admin.session import User
 from herald_api.deps import Uow
 from herald_api.idempotency import Idempotency, request_hash
 from herald_api.mailings import service
-from herald_api.mailings.announce import announce
+from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import MailingCreate, MailingRead, MailingUpdate, MessageRead
 from herald_api.observability import note_ids
 from herald_common.errors import Conflict, IdempotencyKeyReused, InvalidInput
@@ -198,16 +198,7 @@ async def mailing_create(request: Request, uow: Uow, user: User) -> Response:
             return RedirectResponse(f"/admin/mailings/{first['id']}", status_code=303)
     mailing = await service.create_mailing(uow.session, data)
     note_ids(mailing_id=mailing.id)
-    announce(
-        uow,
-        "created",
-        mailing,
-        starts_at=mailing.starts_at.isoformat(),
-        ends_at=mailing.ends_at.isoformat(),
-        filter=data.filter.model_dump(),
-        send_window=data.send_window.model_dump() if data.send_window else None,
-        by=user.email or user.subject,
-    )
+    announce_created(uow, mailing, data, by=user.email or user.subject)
     if idempotency is not None:
         await idempotency.remember(201, service.to_read(mailing, _now()))
     flash(request, f"Mailing {mailing.id} created.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from herald_api.deps import UnitOfWork
+from herald_api.mailings.schemas import MailingCreate
 from herald_common.contracts import MailingEventKind
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.models import Mailing
@@ -33,3 +34,19 @@ def announce(
         uow.events.publish(kind, mailing_id, starts_at, ends_at, request_id)
 
     uow.after_commit(announced)
+
+
+def announce_created(
+    uow: UnitOfWork, mailing: Mailing, data: MailingCreate, by: str | None = None
+) -> None:
+    """A new mailing's line carries what was asked for: times, filter, window, and ``by``,
+    the operator, for mailings created in the admin UI."""
+    asked = {
+        "starts_at": mailing.starts_at.isoformat(),
+        "ends_at": mailing.ends_at.isoformat(),
+        "filter": data.filter.model_dump(),
+        "send_window": data.send_window.model_dump() if data.send_window else None,
+    }
+    if by:
+        asked["by"] = by
+    announce(uow, "created", mailing, 0, **asked)

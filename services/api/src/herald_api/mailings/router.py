@@ -12,7 +12,7 @@ from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES
 from herald_api.idempotency import Idempotency, IdempotencyKey
 from herald_api.mailings import service
-from herald_api.mailings.announce import announce
+from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
@@ -49,15 +49,7 @@ async def create_mailing(
         return replayed
     mailing = await service.create_mailing(uow.session, body)
     note_ids(mailing_id=mailing.id)
-    announce(
-        uow,
-        "created",
-        mailing,
-        starts_at=mailing.starts_at.isoformat(),
-        ends_at=mailing.ends_at.isoformat(),
-        filter=body.filter.model_dump(),
-        send_window=body.send_window.model_dump() if body.send_window else None,
-    )
+    announce_created(uow, mailing, body)
     read = service.to_read(mailing, _now())
     if idempotency is not None:
         await idempotency.remember(status.HTTP_201_CREATED, read)
