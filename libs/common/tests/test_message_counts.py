@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.statuses import ALL_STATUSES
-from herald_testing.factories import insert_clients, insert_mailing
+from herald_testing.factories import insert_clients, insert_mailing, insert_pending_messages
 
 STATUSES = [s.value for s in ALL_STATUSES]
 
@@ -64,13 +64,7 @@ async def test_counters_stay_exact_under_concurrent_writers(clean_engine: AsyncE
     async with clean_engine.begin() as conn:
         await insert_clients(conn, 2000)
         mailing_id = await insert_mailing(conn)
-        await conn.execute(
-            text(
-                "INSERT INTO message (mailing_id, client_id, status) "
-                "SELECT :m, id, 'pending' FROM client"
-            ),
-            {"m": mailing_id},
-        )
+        await insert_pending_messages(conn, mailing_id)
 
     async def writer(offset: int) -> None:
         # Like the senders: claim a slice, then settle it, many small transactions at once.
@@ -103,13 +97,7 @@ async def test_writers_of_one_mailing_do_not_queue_on_its_counters(
     async with clean_engine.begin() as conn:
         await insert_clients(conn, 10)
         mailing_id = await insert_mailing(conn)
-        await conn.execute(
-            text(
-                "INSERT INTO message (mailing_id, client_id, status) "
-                "SELECT :m, id, 'pending' FROM client"
-            ),
-            {"m": mailing_id},
-        )
+        await insert_pending_messages(conn, mailing_id)
     # Sessions whose backend pids fall in different shards (pid % 16), as a sender pool's do.
     held = [await clean_engine.connect() for _ in range(3)]
     try:

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from herald_common.db import create_engine
 from herald_common.migrate import alembic_config, upgrade
 from herald_devstack.admin import DatabaseAdmin
-from herald_testing.factories import insert_clients, insert_mailing
+from herald_testing.factories import insert_clients, insert_mailing, insert_pending_messages
 
 
 async def test_counter_shards_fold_on_downgrade_and_spread_again_on_upgrade(
@@ -25,13 +25,7 @@ async def test_counter_shards_fold_on_downgrade_and_spread_again_on_upgrade(
         async with engine.begin() as conn:
             await insert_clients(conn, 30)
             mailing_id = await insert_mailing(conn)
-            await conn.execute(
-                text(
-                    "INSERT INTO message (mailing_id, client_id, status) "
-                    "SELECT :m, id, 'pending' FROM client"
-                ),
-                {"m": mailing_id},
-            )
+            await insert_pending_messages(conn, mailing_id)
         sessions = [await engine.connect() for _ in range(3)]
         for low, conn in zip((0, 10, 20), sessions, strict=True):
             await conn.execute(

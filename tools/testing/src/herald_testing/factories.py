@@ -71,6 +71,17 @@ async def insert_mailing(
     return int(mailing_id)
 
 
+async def insert_pending_messages(conn: AsyncConnection, mailing_id: int) -> None:
+    """One ``pending`` message of the mailing for every client, as a fan-out would leave."""
+    await conn.execute(
+        text(
+            "INSERT INTO message (mailing_id, client_id, status) "
+            "SELECT :m, id, 'pending' FROM client"
+        ),
+        {"m": mailing_id},
+    )
+
+
 async def status_counts(conn: AsyncConnection, mailing_id: int) -> dict[str, int]:
     rows = await conn.execute(
         text("SELECT status, count(*) FROM message WHERE mailing_id = :id GROUP BY status"),

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import UploadFile
 
-from herald_api.admin.forms import FieldErrors, client_payload, validate
+from herald_api.admin.forms import FieldErrors, client_payload, read_form, validate
 from herald_api.admin.rendering import flash, render
 from herald_api.admin.session import User
 from herald_api.clients import service
@@ -78,11 +78,6 @@ def _form_page(
     return render(request, "client_form.html", context, status_code)
 
 
-async def _form_fields(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
 def _notice(request: Request, path: str, text: str) -> Response:
     flash(request, text)
     return RedirectResponse(path, status_code=303)
@@ -95,7 +90,7 @@ async def client_new(request: Request, user: User) -> Response:
 
 @router.post("/clients/new", name="client_create")
 async def client_create(request: Request, uow: Uow, user: User) -> Response:
-    form = await _form_fields(request)
+    form = await read_form(request)
     data, errors = validate(ClientCreate, client_payload(form), {})
     if data is None:
         return _form_page(request, form, errors, status_code=422)
@@ -126,7 +121,7 @@ async def client_edit(request: Request, uow: Uow, user: User, client_id: int) ->
 
 @router.post("/clients/{client_id:int}/edit", name="client_update")
 async def client_update(request: Request, uow: Uow, user: User, client_id: int) -> Response:
-    form = await _form_fields(request)
+    form = await read_form(request)
     payload = client_payload(form)
     data, errors = validate(ClientUpdate, payload, {})
     if data is None:

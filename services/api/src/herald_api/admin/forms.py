@@ -1,4 +1,5 @@
-"""HTML forms to the API's own request models, and their errors back to form fields; pure."""
+"""HTML forms to the API's own request models, and their errors back to form fields: pure
+functions, and the one reader of a submitted form's text fields."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from herald_api.validation import known_timezones
@@ -22,6 +24,12 @@ _FIELD_OF_LOC = {
     "send_window": "window",
 }
 _FILTER_FIELDS = {"operator_codes", "tags"}
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A submitted form's text fields (files are read where they are expected)."""
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def split_codes(raw: str) -> list[str]:

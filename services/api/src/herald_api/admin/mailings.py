@@ -13,7 +13,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
 from herald_api.admin.charts import column_chart, settled_per_bucket
-from herald_api.admin.forms import FieldErrors, mailing_payload, split_codes, split_tags, validate
+from herald_api.admin.forms import (
+    FieldErrors,
+    mailing_payload,
+    read_form,
+    split_codes,
+    split_tags,
+    validate,
+)
 from herald_api.admin.rendering import flash, render
 from herald_api.admin.session import User
 from herald_api.deps import Uow
@@ -165,11 +172,6 @@ def _form_page(
     return render(request, "mailing_form.html", context, status_code)
 
 
-async def _form_fields(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
 @router.get("/mailings/new", name="mailing_new")
 async def mailing_new(request: Request, user: User) -> Response:
     # A key of this form's own: a double click or a resubmitted page creates one mailing.
@@ -178,7 +180,7 @@ async def mailing_new(request: Request, user: User) -> Response:
 
 @router.post("/mailings/new", name="mailing_create")
 async def mailing_create(request: Request, uow: Uow, user: User) -> Response:
-    form = await _form_fields(request)
+    form = await read_form(request)
     payload, errors = mailing_payload(form)
     data, errors = validate(MailingCreate, payload, errors)
     if data is None:
@@ -269,7 +271,7 @@ async def mailing_update(request: Request, uow: Uow, user: User, mailing_id: int
     now = _now()
     mailing = await service.get_mailing(uow.session, mailing_id)
     started = has_started(now, mailing.starts_at, mailing.started_at)
-    form = await _form_fields(request)
+    form = await read_form(request)
     payload, errors = mailing_payload(form, partial=True)
     # Only what the operator changed is sent: a field shown and sent back as it was is no
     # change, even to what can no longer change once started.

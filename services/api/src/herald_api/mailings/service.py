@@ -24,7 +24,7 @@ from herald_common.errors import Conflict, InvalidInput, MailingStarted, NotFoun
 from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
 from herald_common.rules.mailings import has_started, mailing_state
 from herald_common.rules.progress import Sample, estimate_progress
-from herald_common.stats import count_messages, empty_counts
+from herald_common.stats import count_live_messages, count_messages, empty_counts
 from herald_common.statuses import (
     IDLE_STATUSES,
     TERMINAL_STATUSES,
@@ -195,25 +195,6 @@ async def count_by_state(session: AsyncSession, now: datetime) -> dict[str, int]
     return {state.value: int(count) for state, count in zip(states, row, strict=True)}
 
 
-async def counts_of_live(session: AsyncSession) -> dict[int, dict[str, int]]:
-    """Per-status counts of every live mailing, summed from the shards in one query (no list
-    of ids, whose size a query's parameters could not hold)."""
-    rows = await session.execute(
-        select(
-            MailingMessageCount.mailing_id,
-            MailingMessageCount.status,
-            func.sum(MailingMessageCount.count),
-        )
-        .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
-        .where(Mailing.deleted_at.is_(None))
-        .group_by(MailingMessageCount.mailing_id, MailingMessageCount.status)
-    )
-    counts: dict[int, dict[str, int]] = {}
-    for mailing_id, status, count in rows:
-        counts.setdefault(mailing_id, empty_counts())[status] = int(count)
-    return counts
-
-
 async def totals_by_status(session: AsyncSession) -> dict[str, int]:
     """Messages per status over every live mailing."""
     rows = await session.execute(
@@ -351,7 +332,7 @@ async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:
             )
         ).all()
     )
-    counts = await counts_of_live(session)
+    counts = await count_live_messages(session)
     stats = [_stats(m, counts.get(m.id) or empty_counts(), now) for m in mailings]
     totals = empty_counts()
     for item in stats:
