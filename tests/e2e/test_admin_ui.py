@@ -194,14 +194,48 @@ def test_an_operator_runs_a_mailing_from_the_browser(
     assert admin_stack.api.get(f"/mailings/{cancelled_id}").status_code == 404
     shot(page, "06-cancelled")
 
-    # The dashboard on a phone's screen.
+    # On a phone's screen, with a mailing that stays running (its client's window is closed now):
+    # the dashboard, the list and the mailing's page fit the width.
+    waiting_phone = f"7978{uuid.uuid4().int % 10**7:07d}"
+    created = admin_stack.api.post(
+        "/clients",
+        json={"phone": waiting_phone, "tag": f"{tag}-later", "timezone": "UTC"},
+    )
+    assert created.status_code == 201, created.text
+    window_opens = now + timedelta(hours=3)
+    running = admin_stack.api.post(
+        "/mailings",
+        json={
+            "starts_at": (now - timedelta(minutes=1)).isoformat(),
+            "ends_at": (now + timedelta(days=1)).isoformat(),
+            "text": "Waits for its window " + "and says so at some length " * 4,
+            "filter": {"operator_codes": [], "tags": [f"{tag}-later"]},
+            "send_window": {
+                "start": window_opens.strftime("%H:%M"),
+                "end": (window_opens + timedelta(hours=1)).strftime("%H:%M"),
+            },
+        },
+    )
+    assert running.status_code == 201, running.text
+    running_id = running.json()["id"]
     phone_view = context.new_page()
     phone_view.set_viewport_size({"width": 390, "height": 844})
-    phone_view.goto(f"{base}/admin/")
-    expect(phone_view.locator("#total-sent")).not_to_have_text("0")
-    assert phone_view.evaluate("document.documentElement.scrollWidth") <= 390
-    shot(phone_view, "07-dashboard-phone")
+    for path, shown, name in [
+        ("/admin/", f"tr[data-mailing='{running_id}']", "07-dashboard-phone"),
+        ("/admin/mailings", f"tr[data-mailing='{running_id}']", "08-mailings-phone"),
+        (f"/admin/mailings/{running_id}", "#state", "09-mailing-phone"),
+        ("/admin/clients", "#clients", "10-clients-phone"),
+        ("/admin/mailings/new", "#mailing-form", "11-new-mailing-phone"),
+    ]:
+        phone_view.goto(base + path)
+        expect(phone_view.locator(shown).first).to_be_visible()
+        if shown == "#state":
+            expect(phone_view.locator(shown)).to_have_text("running")
+        shot(phone_view, name)
+        width = phone_view.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
     phone_view.close()
+    assert admin_stack.api.delete(f"/mailings/{running_id}").status_code == 204
 
     # Logging out ends the session.
     page.click(".who button")
