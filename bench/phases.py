@@ -39,8 +39,9 @@ from bench.measure import (
     summarize,
 )
 from herald_common.topology import DELIVER_QUEUE
+from herald_devstack.probes import free_port
 from herald_devstack.processes import ProcessGroup
-from herald_testing.stack import API_TOKEN, HeraldStack, free_port
+from herald_testing.stack import API_TOKEN, HeraldStack
 
 REPO = Path(__file__).resolve().parent.parent
 TERMINAL = ("sent", "failed", "expired", "cancelled")

@@ -21,8 +21,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from herald_devstack.admin import BrokerAdmin, DatabaseAdmin
+from herald_devstack.probes import free_port
 from herald_devstack.processes import ProcessGroup
-from herald_testing.stack import HeraldStack, free_port
+from herald_testing.stack import HeraldStack
 
 from .conftest import _stack
 

@@ -16,7 +16,12 @@ pytestmark = pytest.mark.e2e
 def test_pause_then_resume_across_a_sender_crash_skips_and_repeats_nobody(
     stack_factory: StackFactory,
 ) -> None:
-    stack = stack_factory(senders=2, HERALD_SENDER_CONCURRENCY="5", HERALD_LEASE_S="3")
+    stack = stack_factory(
+        senders=2,
+        HERALD_SENDER_CONCURRENCY="5",
+        HERALD_LEASE_S="3",
+        HERALD_PROVIDER_TIMEOUT_S="1.5",
+    )
     bulk_clients(stack, 79_700_000_000, 300, "pause")
     stack.faults(latency_ms=100)
     mailing_id = stack.start_mailing("pause")

@@ -17,7 +17,12 @@ pytestmark = pytest.mark.e2e
 
 def test_sender_killed_mid_mailing(stack_factory: StackFactory) -> None:
     slots = 20
-    stack = stack_factory(senders=2, HERALD_SENDER_CONCURRENCY=str(slots), HERALD_LEASE_S="3")
+    stack = stack_factory(
+        senders=2,
+        HERALD_SENDER_CONCURRENCY=str(slots),
+        HERALD_LEASE_S="3",
+        HERALD_PROVIDER_TIMEOUT_S="1.5",
+    )
     bulk_clients(stack, 79_500_000_000, 2_000, "crash-sender")
     stack.faults(latency_ms=50)
     mailing_id = stack.start_mailing("crash-sender")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from herald_testing.stack import API_TOKEN, SIM_SECRET, HeraldStack, create_clients
+from herald_testing.stack import API_TOKEN, SIM_SECRET, HeraldStack, create_clients, wait_until
 
 from .conftest import StackFactory
 
@@ -61,7 +61,16 @@ def scenario(stack_factory_module: StackFactory) -> dict[str, Any]:
     mailing_id = created.json()["id"]
     stack.wait_settled(mailing_id, 20, timeout=60)
     messages = stack.all_messages(mailing_id)
-    raw, parsed = all_lines(stack)
+    # A sender logs a call after recording its outcome, so the last lines may still be on their
+    # way when the mailing shows settled: wait for one line per call the provider received.
+    requests = stack.sim_stats()["requests"]
+
+    def logged() -> tuple[list[str], list[dict[str, Any]]] | None:
+        raw, parsed = all_lines(stack)
+        calls = [e for e in parsed if e.get("event") == "provider_call"]
+        return (raw, parsed) if len(calls) >= requests else None
+
+    raw, parsed = wait_until(logged, 10, what="a log line per provider call")
     return {
         "stack": stack,
         "mailing_id": mailing_id,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from herald_testing.stack import HeraldStack, bulk_clients
+from herald_testing.stack import HeraldStack, bulk_clients, wait_until
 
 from .conftest import StackFactory
 
@@ -58,8 +58,22 @@ def test_a_refused_token_spends_no_attempts_and_delivery_resumes_by_itself(
 def test_a_dead_provider_gets_a_trickle_of_probes_not_a_flood(stack: HeraldStack) -> None:
     bulk_clients(stack, 79_910_000_000, 300, "dead")
     stack.faults(outage=True)
+
+    def opened(name: str) -> float:
+        key = 'herald_provider_circuit_opened_total{reason="failures"}'
+        return stack.scrape(name).get(key, 0)
+
+    senders = ("sender-1", "sender-2")
+    opened_before = {name: opened(name) for name in senders}
     mailing_id = stack.start_mailing("dead")
-    time.sleep(3)
+    # The first round (every slot's call) is allowed; count from when both circuits are open
+    # and those calls are back.
+    wait_until(
+        lambda: all(opened(name) > opened_before[name] for name in senders),
+        30,
+        what="both senders' circuits open",
+    )
+    time.sleep(1)
     before = stack.sim_stats()["requests"]
     time.sleep(6)
     during = stack.sim_stats()["requests"] - before

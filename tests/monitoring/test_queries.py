@@ -317,7 +317,8 @@ async def rabbitmq_exports(rabbitmq_server: Any) -> AsyncIterator[Exports]:
                 RetrySettings.model_fields["retry_max_ms"].default,
             )
             await declare_topology(await connection.channel(), tiers)
-        deadline = time.monotonic() + 15
+        # RabbitMQ emits queue statistics every 5 s; a loaded machine may need a few rounds.
+        deadline = time.monotonic() + 60
         while True:
             families = await asyncio.to_thread(_scrape, url)
             queues = frozenset(
@@ -334,6 +335,7 @@ async def rabbitmq_exports(rabbitmq_server: Any) -> AsyncIterator[Exports]:
             f"no per-queue series for vhost {vhost} at {url}: "
             "is prometheus.return_per_object_metrics = true?"
         )
+        assert len(queues) >= len(tiers) + 3, f"after 60 s only these queues: {sorted(queues)}"
         exports = _exports_of(families, {})
         exports.queues = queues
         yield exports

@@ -6,7 +6,7 @@ import asyncio
 import random
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from herald_common.statuses import ALL_STATUSES
 from herald_testing.factories import insert_clients, insert_mailing, insert_pending_messages
@@ -99,11 +99,15 @@ async def test_writers_of_one_mailing_do_not_queue_on_its_counters(
         mailing_id = await insert_mailing(conn)
         await insert_pending_messages(conn, mailing_id)
     # Sessions whose backend pids fall in different shards (pid % 16), as a sender pool's do.
-    held = [await clean_engine.connect() for _ in range(3)]
+    held: list[AsyncConnection] = []
     try:
-        pids = [await conn.scalar(text("SELECT pg_backend_pid()")) for conn in held]
-        first = held[0]
-        second = next(c for c, pid in zip(held, pids, strict=True) if pid % 16 != pids[0] % 16)
+        shards: list[int] = []
+        # Pids are the kernel's: keep connecting until two sessions land in different shards.
+        while len(set(shards)) < 2 and len(held) < 10:
+            held.append(await clean_engine.connect())
+            shards.append(int(await held[-1].scalar(text("SELECT pg_backend_pid()"))) % 16)
+        assert len(set(shards)) == 2, f"ten sessions, all in shard {shards[0]}"
+        first, second = held[0], held[-1]
         await first.execute(text("UPDATE message SET status = 'sending' WHERE id <= 5"))
         # Without shards this statement waits for `first` to commit: the lock timeout fails it.
         await second.execute(text("SET LOCAL lock_timeout = '2s'"))

@@ -161,7 +161,8 @@ async def test_stopping_the_server_ends_hung_requests_promptly() -> None:
 
         with pytest.raises(httpx.TransportError):
             await hung
-    assert stop_took < 1
+    # Well short of the hang (an hour) and of aiohttp's own 60 s shutdown timeout.
+    assert stop_took < 5
 
 
 async def test_malformed_gives_200_with_an_unusable_body(sim: SimClient) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from herald_common.settings import HeraldSettings, RetrySettings
 
@@ -46,3 +46,17 @@ class SenderSettings(HeraldSettings, RetrySettings):
     breaker_max_cooldown_s: float = Field(default=60.0, gt=0, le=3600)
     record_batch_size: int = Field(default=500, ge=1, le=10_000)
     record_interval_ms: float = Field(default=5.0, ge=0, le=1_000)
+
+    @field_validator("lease_s")
+    @classmethod
+    def _lease_outlives_a_call(cls, lease_s: float, info: ValidationInfo) -> float:
+        # A claim's lease must cover the call and the write of its outcome; a lease that ends
+        # while the call is in flight lets the scheduler hand the message to another sender,
+        # and the client gets it twice. Half the lease is left for the write.
+        timeout_s = info.data.get("provider_timeout_s")
+        if timeout_s is not None and lease_s < 2 * timeout_s:
+            raise ValueError(
+                f"must be at least twice HERALD_PROVIDER_TIMEOUT_S ({timeout_s:g} s), "
+                f"so that a claim outlives the provider call made under it"
+            )
+        return lease_s

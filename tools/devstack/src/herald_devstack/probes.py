@@ -3,21 +3,62 @@
 from __future__ import annotations
 
 import base64
+import random
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 LOCALHOST = "127.0.0.1"
 
 
-def free_port(host: str = LOCALHOST) -> int:
-    """A port nobody listens on right now (the OS picks it; racy by nature, fine for tests)."""
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST = 10_000
+_handed_out: set[int] = set()
+_random = random.Random()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bindable(port: int, host: str) -> bool:
+    # No SO_REUSEADDR: a port with connections in TIME_WAIT was in use a moment ago; skip it.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """A port nobody listens on now, and not given out before by this process.
+
+    Picked below the kernel's ephemeral range where there is one: the kernel never gives those
+    to outgoing connections, so no client's connection takes the port before its server binds
+    it, and a client reconnecting to a restarted server cannot connect to itself.
+    """
+    start = _ephemeral_start()
+    if start > _LOWEST + 1_000:
+        for _ in range(500):
+            port = _random.randrange(_LOWEST, start)
+            if port not in _handed_out and _bindable(port, host):
+                _handed_out.add(port)
+                return port
+    # No such range here (or it is all taken): the kernel picks, avoiding ours.
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def is_port_free(port: int, host: str = LOCALHOST) -> bool:

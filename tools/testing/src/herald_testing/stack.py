@@ -7,7 +7,6 @@ variables an operator would use, never through test-only code paths.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from herald_devstack.probes import free_port
 from herald_devstack.processes import ManagedProcess, ProcessGroup
 from herald_provider_sim import make_token
 
@@ -30,9 +30,11 @@ API_TOKEN = "e2e-api-token"
 FAST_ENV = {
     "HERALD_RETRY_BASE_MS": "200",
     "HERALD_RETRY_MAX_MS": "1600",
-    "HERALD_PROVIDER_TIMEOUT_S": "1",
+    # Far above the simulator's latency even on a loaded machine: a call cut short by the
+    # timeout is retried, and the provider sees the client twice. Hang tests set 1 s themselves.
+    "HERALD_PROVIDER_TIMEOUT_S": "5",
     "HERALD_PROVIDER_CONNECT_TIMEOUT_S": "0.5",
-    "HERALD_LEASE_S": "4",
+    "HERALD_LEASE_S": "10",
     "HERALD_SCHEDULER_POLL_INTERVAL_S": "0.5",
     "HERALD_OUTBOX_GRACE_S": "2",
     "HERALD_MAX_ATTEMPTS": "30",
@@ -40,13 +42,6 @@ FAST_ENV = {
     # Several replicas share this host; a test that reads metrics picks its own ports.
     "HERALD_METRICS_PORT": "0",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(

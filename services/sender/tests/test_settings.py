@@ -1,0 +1,69 @@
+"""Sender settings: the lease of a claim against the provider call made under it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from herald_sender.settings import SenderSettings
+
+REQUIRED = {
+    "HERALD_DATABASE_URL": "postgresql://herald@127.0.0.1/herald",
+    "HERALD_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+    "HERALD_PROVIDER_URL": "http://127.0.0.1:8080/v1",
+    "HERALD_PROVIDER_TOKEN": "token",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("HERALD_"):
+            monkeypatch.delenv(name)
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_defaults_leave_a_lease_six_times_a_call() -> None:
+    settings = SenderSettings()  # type: ignore[call-arg]
+    assert (settings.provider_timeout_s, settings.lease_s) == (10.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "lease"), [("10", "20"), ("1", "2"), ("0.5", "30")], ids=["twice", "small", "wide"]
+)
+def test_a_lease_of_at_least_twice_the_call_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, timeout: str, lease: str
+) -> None:
+    monkeypatch.setenv("HERALD_PROVIDER_TIMEOUT_S", timeout)
+    monkeypatch.setenv("HERALD_LEASE_S", lease)
+    settings = SenderSettings()  # type: ignore[call-arg]
+    assert (settings.provider_timeout_s, settings.lease_s) == (float(timeout), float(lease))
+
+
+@pytest.mark.parametrize(
+    ("timeout", "lease"),
+    [("10", "19.9"), ("30", "45"), (None, "15")],
+    ids=["just-short", "one-and-a-half", "default-timeout"],
+)
+def test_a_lease_shorter_than_twice_the_call_names_both_settings(
+    monkeypatch: pytest.MonkeyPatch, timeout: str | None, lease: str
+) -> None:
+    if timeout is not None:
+        monkeypatch.setenv("HERALD_PROVIDER_TIMEOUT_S", timeout)
+    monkeypatch.setenv("HERALD_LEASE_S", lease)
+    with pytest.raises(ValidationError) as caught:
+        SenderSettings()  # type: ignore[call-arg]
+    [error] = caught.value.errors()
+    assert error["loc"] == ("lease_s",)
+    assert f"at least twice HERALD_PROVIDER_TIMEOUT_S ({timeout or '10'} s)" in error["msg"]
+
+
+def test_a_bad_timeout_is_reported_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_PROVIDER_TIMEOUT_S", "soon")
+    monkeypatch.setenv("HERALD_LEASE_S", "5")
+    with pytest.raises(ValidationError) as caught:
+        SenderSettings()  # type: ignore[call-arg]
+    assert [error["loc"] for error in caught.value.errors()] == [("provider_timeout_s",)]
