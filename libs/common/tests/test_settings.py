@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
-from herald_common.settings import HeraldSettings, to_sqlalchemy_url
+from herald_common.settings import (
+    EXIT_BAD_SETTINGS,
+    BadSettings,
+    HeraldSettings,
+    load_settings,
+    settings_or_exit,
+    to_sqlalchemy_url,
+)
 
 DB = "postgresql://herald:herald@127.0.0.1:5432/herald"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -137,3 +147,65 @@ def test_settings_error_message_names_the_url_rule(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HERALD_AMQP_URL", AMQP)
     with pytest.raises(ValidationError, match=r"must be a postgresql:// URL"):
         HeraldSettings()  # type: ignore[call-arg]
+
+
+class _Window(HeraldSettings):
+    window_s: float = 1.0
+    lead_s: float = 0.5
+
+    @model_validator(mode="after")
+    def _lead_inside(self) -> _Window:
+        if self.lead_s >= self.window_s:
+            raise ValueError("HERALD_LEAD_S must be below HERALD_WINDOW_S")
+        return self
+
+
+def test_bad_settings_are_one_line_each_named_as_the_operator_sets_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HERALD_DATABASE_URL", "mysql://u@db/h")
+    monkeypatch.setenv("HERALD_DB_POOL_SIZE", "0")
+    with pytest.raises(BadSettings) as caught:
+        load_settings(HeraldSettings)
+    assert caught.value.problems == [
+        "HERALD_DATABASE_URL: must be a postgresql:// URL",
+        "HERALD_AMQP_URL: is required",
+        "HERALD_DB_POOL_SIZE: Input should be greater than or equal to 1",
+    ]
+
+
+def test_a_rule_across_settings_speaks_for_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_DATABASE_URL", DB)
+    monkeypatch.setenv("HERALD_AMQP_URL", AMQP)
+    monkeypatch.setenv("HERALD_LEAD_S", "2")
+    with pytest.raises(BadSettings) as caught:
+        load_settings(_Window)
+    assert caught.value.problems == ["HERALD_LEAD_S must be below HERALD_WINDOW_S"]
+
+
+def test_a_service_with_bad_settings_logs_prints_and_exits_2() -> None:
+    # In a process of its own: the service's logging setup is global.
+    script = (
+        "from herald_common.settings import HeraldSettings, settings_or_exit\n"
+        "settings_or_exit(HeraldSettings, 'tool')"
+    )
+    env = {"PATH": os.environ["PATH"], "HERALD_DATABASE_URL": DB}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == EXIT_BAD_SETTINGS == 2, result.stderr
+    assert result.stderr == "herald-tool: HERALD_AMQP_URL: is required\n"
+    [line] = result.stdout.splitlines()
+    logged = json.loads(line)
+    assert (logged["event"], logged["level"], logged["service"], logged["problems"]) == (
+        "settings_invalid",
+        "error",
+        "tool",
+        ["HERALD_AMQP_URL: is required"],
+    )
+
+
+def test_good_settings_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_DATABASE_URL", DB)
+    monkeypatch.setenv("HERALD_AMQP_URL", AMQP)
+    assert settings_or_exit(HeraldSettings, "tool").amqp_url == AMQP

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from herald_reporter.main import EXIT_BAD_SETTINGS, BadSettings, load_settings
-from herald_reporter.settings import SmtpSecurity
+from herald_common.settings import EXIT_BAD_SETTINGS, BadSettings, load_settings
+from herald_reporter.settings import ReporterSettings, SmtpSecurity
 
 BASE = {"HERALD_DATABASE_URL": "postgresql://herald@127.0.0.1/herald"}
 
@@ -29,7 +29,7 @@ def test_defaults_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HERALD_REPORT_RECIPIENTS", " ops@example.com,boss@mail.example.org , ")
     monkeypatch.setenv("HERALD_SMTP_PASSWORD", "hunter2")
 
-    settings = load_settings()
+    settings = load_settings(ReporterSettings)
 
     assert settings.report_recipients == ["ops@example.com", "boss@mail.example.org"]
     assert settings.report_time == time(8, 0)
@@ -83,7 +83,7 @@ def test_bad_settings_stop_the_service_naming_the_variable(
         monkeypatch.setenv(name, value)
 
     with pytest.raises(BadSettings) as caught:
-        load_settings()
+        load_settings(ReporterSettings)
 
     [problem] = caught.value.problems
     assert problem.startswith(expected)

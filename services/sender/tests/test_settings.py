@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from herald_common.settings import EXIT_BAD_SETTINGS
 from herald_sender.settings import SenderSettings
 
 REQUIRED = {
@@ -67,3 +71,16 @@ def test_a_bad_timeout_is_reported_alone(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ValidationError) as caught:
         SenderSettings()  # type: ignore[call-arg]
     assert [error["loc"] for error in caught.value.errors()] == [("provider_timeout_s",)]
+
+
+def test_the_sender_refuses_to_start_with_a_short_lease_and_says_why() -> None:
+    env = {**REQUIRED, "PATH": os.environ["PATH"], "HERALD_LEASE_S": "15"}
+    script = Path(sys.executable).with_name("herald-sender")
+    result = subprocess.run(
+        [str(script)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == EXIT_BAD_SETTINGS, result.stderr
+    assert result.stderr.startswith(
+        "herald-sender: HERALD_LEASE_S: must be at least twice HERALD_PROVIDER_TIMEOUT_S (10 s)"
+    )
+    assert "settings_invalid" in result.stdout

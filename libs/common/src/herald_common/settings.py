@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import sys
+from typing import TypeVar
+
+import structlog
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from herald_common.logs import configure_logging
+
+# Like sysexits' EX_CONFIG family: a configuration error, not a crash worth restarting for.
+EXIT_BAD_SETTINGS = 2
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def to_sqlalchemy_url(url: str) -> str:
@@ -53,3 +64,45 @@ class RetrySettings(BaseSettings):
 
     retry_base_ms: int = Field(default=2_000, ge=10, description="Delay after the first failure.")
     retry_max_ms: int = Field(default=900_000, ge=10, description="Longest delay between attempts.")
+
+
+class BadSettings(Exception):
+    """Settings a service cannot start with; one line per problem, named by variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per bad setting, named as the operator sets it (HERALD_LEASE_S: …); a rule
+    across settings names them in its own words."""
+    lines = []
+    for item in error.errors():
+        reason = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            reason = "is required"
+        if item["loc"]:
+            lines.append(f"HERALD_{str(item['loc'][0]).upper()}: {reason}")
+        else:
+            lines.append(reason)
+    return lines
+
+
+def load_settings(kind: type[SettingsT]) -> SettingsT:
+    try:
+        return kind()
+    except ValidationError as error:
+        raise BadSettings(describe_errors(error)) from None
+
+
+def settings_or_exit(kind: type[SettingsT], service: str) -> SettingsT:
+    """A service's settings; on bad ones, log and print each problem and exit 2."""
+    try:
+        return load_settings(kind)
+    except BadSettings as error:
+        configure_logging(service)
+        structlog.get_logger().error("settings_invalid", problems=error.problems)
+        for problem in error.problems:
+            print(f"herald-{service}: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SETTINGS) from None

@@ -26,7 +26,7 @@ from herald_api.settings import ApiSettings
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.rules.backoff import retry_tiers
-from herald_common.settings import RetrySettings
+from herald_common.settings import RetrySettings, settings_or_exit
 
 log = structlog.get_logger()
 
@@ -108,7 +108,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
 
 def run() -> None:
-    settings = ApiSettings()
+    settings = settings_or_exit(ApiSettings, "api")
     configure_logging("api", settings.service_instance, settings.log_level)
     uvicorn.run(
         create_app(settings),

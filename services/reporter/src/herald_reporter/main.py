@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
-
-import structlog
-from pydantic import ValidationError
 
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.loop import run_async
 from herald_common.metrics import serve_metrics
+from herald_common.settings import settings_or_exit
 from herald_reporter.reporter import Reporter
-from herald_reporter.settings import ReporterSettings, describe_errors
-
-# Like sysexits' EX_CONFIG family: a configuration error, not a crash worth restarting for.
-EXIT_BAD_SETTINGS = 2
+from herald_reporter.settings import ReporterSettings
 
 
 async def serve(settings: ReporterSettings) -> None:
@@ -32,30 +26,8 @@ async def serve(settings: ReporterSettings) -> None:
         await engine.dispose()
 
 
-class BadSettings(Exception):
-    """Settings the reporter cannot start with; one line per problem, named by variable."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-def load_settings() -> ReporterSettings:
-    try:
-        return ReporterSettings()
-    except ValidationError as error:
-        raise BadSettings(describe_errors(error)) from None
-
-
 def run() -> None:
-    try:
-        settings = load_settings()
-    except BadSettings as error:
-        configure_logging("reporter")
-        structlog.get_logger().error("settings_invalid", problems=error.problems)
-        for problem in error.problems:
-            print(f"herald-reporter: {problem}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_SETTINGS) from None
+    settings = settings_or_exit(ReporterSettings, "reporter")
     configure_logging("reporter", settings.service_instance, settings.log_level)
     serve_metrics(settings.metrics_host, settings.metrics_port)
     run_async(serve(settings))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from herald_common.settings import HeraldSettings
@@ -110,15 +110,3 @@ class ReporterSettings(HeraldSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.report_timezone)
-
-
-def describe_errors(error: ValidationError) -> list[str]:
-    """One line per bad setting, named as the operator sets it (HERALD_REPORT_RECIPIENTS: …)."""
-    lines = []
-    for item in error.errors():
-        name = "HERALD_" + "_".join(str(part) for part in item["loc"][:1]).upper()
-        reason = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            reason = "is required"
-        lines.append(f"{name}: {reason}")
-    return lines

@@ -14,6 +14,7 @@ from herald_common.logs import configure_logging
 from herald_common.loop import run_async
 from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
+from herald_common.settings import settings_or_exit
 from herald_common.topology import SCHEDULER_EVENTS_QUEUE, declare_topology
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
@@ -54,7 +55,7 @@ async def serve(settings: SchedulerSettings) -> None:
 
 
 def run() -> None:
-    settings = SchedulerSettings()
+    settings = settings_or_exit(SchedulerSettings, "scheduler")
     configure_logging("scheduler", settings.service_instance, settings.log_level)
     serve_metrics(settings.metrics_host, settings.metrics_port)
     run_async(serve(settings))

@@ -14,6 +14,7 @@ from herald_common.loop import run_async
 from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
 from herald_common.rules.breaker import CircuitBreaker
+from herald_common.settings import settings_or_exit
 from herald_common.topology import DELIVER_QUEUE, declare_topology
 from herald_sender.gate import ProviderGate
 from herald_sender.provider import ProviderClient
@@ -74,7 +75,7 @@ async def serve(settings: SenderSettings) -> None:
 
 
 def run() -> None:
-    settings = SenderSettings()
+    settings = settings_or_exit(SenderSettings, "sender")
     configure_logging("sender", settings.service_instance, settings.log_level)
     serve_metrics(settings.metrics_host, settings.metrics_port)
     run_async(serve(settings))
