@@ -16,18 +16,16 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from herald_api.main import create_app
-from herald_api.settings import ApiSettings
 from herald_common.broker import Publisher, connect
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import declare_topology
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
 from herald_sender.claims import claim
+from herald_testing.api import started_app
 from herald_testing.factories import insert_clients, insert_mailing, utcnow
 
 TOKEN = "race-token"
@@ -37,14 +35,7 @@ TOKEN = "race-token"
 async def app(
     clean_engine: AsyncEngine, migrated_db_url: str, amqp_url: str
 ) -> AsyncIterator[FastAPI]:
-    settings = ApiSettings(
-        database_url=migrated_db_url,
-        amqp_url=amqp_url,
-        api_token=SecretStr(TOKEN),
-        db_pool_size=4,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with started_app(migrated_db_url, amqp_url, TOKEN, db_pool_size=4) as app:
         yield app
 
 

@@ -6,7 +6,6 @@ from a rolled-back transaction.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,37 +14,18 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from herald_api.main import create_app
-from herald_api.settings import ApiSettings
+import herald_testing.api
 
 TOKEN = "test-token"
-BROKER_WAIT_S = 10.0
-
-
-async def wait_until_connected(app: FastAPI, timeout_s: float = BROKER_WAIT_S) -> None:
-    # The publisher exposes a flag, not an event, so poll it, within a bound.
-    async with asyncio.timeout(timeout_s):
-        while not app.state.events.connected:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 @asynccontextmanager
 async def started_app(db_url: str, amqp_url: str, **overrides: Any) -> AsyncIterator[FastAPI]:
     """The real app through its lifespan, connected to the broker; ``overrides`` are settings."""
-    settings = ApiSettings(
-        database_url=db_url,
-        amqp_url=amqp_url,
-        api_token=SecretStr(TOKEN),
-        db_pool_size=2,
-        **overrides,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        await wait_until_connected(app)
+    async with herald_testing.api.started_app(db_url, amqp_url, TOKEN, **overrides) as app:
         yield app
 
 
