@@ -12,6 +12,13 @@ from .conftest import StackFactory
 
 pytestmark = pytest.mark.e2e
 
+SENDERS = ("sender-1", "sender-2")
+
+
+def counted(stack: HeraldStack, sender: str, sample: str) -> float:
+    """One sample of a sender's /metrics, 0 before its first increment."""
+    return stack.scrape(sender).get(sample, 0)
+
 
 @pytest.fixture(scope="module")
 def guarded(stack_factory_module: StackFactory) -> HeraldStack:
@@ -43,8 +50,8 @@ def test_a_refused_token_spends_no_attempts_and_delivery_resumes_by_itself(
     # The calls in flight when the first 401 came back, then one probe per cooldown per sender.
     assert 0 < refused <= 2 * 10 + 2 * 6, refused
     circuit = sum(
-        stack.scrape(name).get('herald_provider_circuit_opened_total{reason="auth"}', 0)
-        for name in ("sender-1", "sender-2")
+        counted(stack, name, 'herald_provider_circuit_opened_total{reason="auth"}')
+        for name in SENDERS
     )
     assert circuit >= 1
     stack.faults(unauthorized=False)
@@ -58,18 +65,13 @@ def test_a_refused_token_spends_no_attempts_and_delivery_resumes_by_itself(
 def test_a_dead_provider_gets_a_trickle_of_probes_not_a_flood(stack: HeraldStack) -> None:
     bulk_clients(stack, 79_910_000_000, 300, "dead")
     stack.faults(outage=True)
-
-    def opened(name: str) -> float:
-        key = 'herald_provider_circuit_opened_total{reason="failures"}'
-        return stack.scrape(name).get(key, 0)
-
-    senders = ("sender-1", "sender-2")
-    opened_before = {name: opened(name) for name in senders}
+    opened = 'herald_provider_circuit_opened_total{reason="failures"}'
+    opened_before = {name: counted(stack, name, opened) for name in SENDERS}
     mailing_id = stack.start_mailing("dead")
     # The first round (every slot's call) is allowed; count from when both circuits are open
     # and those calls are back.
     wait_until(
-        lambda: all(opened(name) > opened_before[name] for name in senders),
+        lambda: all(counted(stack, name, opened) > opened_before[name] for name in SENDERS),
         30,
         what="both senders' circuits open",
     )
@@ -95,8 +97,5 @@ def test_a_429_slows_every_sender_and_spends_no_attempt(stack: HeraldStack) -> N
     assert stats["by_status"]["sent"] == 100
     assert stack.sim_stats()["by_outcome"]["429"] > 0
     assert {m["attempts"] for m in stack.all_messages(mailing_id)} == {1}
-    throttled = sum(
-        stack.scrape(name).get("herald_provider_throttled_total", 0)
-        for name in ("sender-1", "sender-2")
-    )
+    throttled = sum(counted(stack, name, "herald_provider_throttled_total") for name in SENDERS)
     assert throttled == stack.sim_stats()["by_outcome"]["429"]
