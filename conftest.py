@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,14 @@ TABLES = (
     "mailing_progress, mailing_message_count, outbox, message, mailing, client, idempotency_key, "
     "daily_report, admin_session"
 )
+
+
+@pytest.fixture
+def no_herald_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HERALD_* variable of the machine running the tests reaches the settings a test reads."""
+    for name in list(os.environ):
+        if name.upper().startswith("HERALD_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

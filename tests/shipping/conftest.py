@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -315,11 +314,3 @@ def env_in_container(
 def gitlab_ci() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(GITLAB_CI.read_text())
     return data
-
-
-@pytest.fixture
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No HERALD_* of the test run's own environment leaks into settings read by a test."""
-    for name in list(os.environ):
-        if name.startswith("HERALD_"):
-            monkeypatch.delenv(name)

@@ -23,11 +23,7 @@ DB = "postgresql://herald:herald@127.0.0.1:5432/herald"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("HERALD_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_herald_env")
 
 
 @pytest.mark.parametrize(

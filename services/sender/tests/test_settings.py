@@ -22,10 +22,7 @@ REQUIRED = {
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("HERALD_"):
-            monkeypatch.delenv(name)
+def required_env(no_herald_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in REQUIRED.items():
         monkeypatch.setenv(name, value)
 
