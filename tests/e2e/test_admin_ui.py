@@ -196,7 +196,7 @@ def test_an_operator_runs_a_mailing_from_the_browser(
     shot(page, "06-cancelled")
 
     # On a phone's screen, with a mailing that stays running (its client's window is closed now):
-    # the dashboard, the list and the mailing's page fit the width.
+    # the dashboard, the lists, the mailing's page and the form fit the width.
     waiting_phone = f"7978{uuid.uuid4().int % 10**7:07d}"
     created = admin_stack.api.post(
         "/clients",

@@ -27,16 +27,6 @@ def _ephemeral_start() -> int:
         return 0
 
 
-def _bindable(port: int, host: str) -> bool:
-    # No SO_REUSEADDR: a port with connections in TIME_WAIT was in use a moment ago; skip it.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 def free_port(host: str = LOCALHOST) -> int:
     """A port nobody listens on now, and not given out before by this process.
 
@@ -48,7 +38,8 @@ def free_port(host: str = LOCALHOST) -> int:
     if start > _LOWEST + 1_000:
         for _ in range(500):
             port = _random.randrange(_LOWEST, start)
-            if port not in _handed_out and _bindable(port, host):
+            # A port with connections in TIME_WAIT was in use a moment ago: skip it too.
+            if port not in _handed_out and is_port_free(port, host, allow_time_wait=False):
                 _handed_out.add(port)
                 return port
     # No such range here (or it is all taken): the kernel picks, avoiding ours.
@@ -61,11 +52,12 @@ def free_port(host: str = LOCALHOST) -> int:
             return port
 
 
-def is_port_free(port: int, host: str = LOCALHOST) -> bool:
+def is_port_free(port: int, host: str = LOCALHOST, *, allow_time_wait: bool = True) -> bool:
     """True when a server could bind `host:port` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Servers set SO_REUSEADDR, so sockets in TIME_WAIT must not count as "in use".
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if allow_time_wait:
+            # Servers set SO_REUSEADDR, so sockets in TIME_WAIT must not count as "in use".
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
