@@ -366,6 +366,13 @@ BAD_CREATES: list[tuple[str, dict[str, Any], tuple[Any, ...]]] = [
     ("naive starts_at", {"starts_at": "2030-01-01T10:00:00"}, ("starts_at",)),
     ("naive ends_at", {"ends_at": "2030-01-01T10:00:00"}, ("ends_at",)),
     ("starts_at not a date", {"starts_at": "tomorrow"}, ("starts_at",)),
+    # Pydantic alone reads these as Unix seconds: a 1970 end the client never meant.
+    ("ends_at as a numeric string", {"ends_at": "0"}, ("ends_at",)),
+    ("ends_at as a JSON number", {"ends_at": 1900000000}, ("ends_at",)),
+    ("starts_at as a JSON number", {"starts_at": 0}, ("starts_at",)),
+    ("starts_at without seconds", {"starts_at": "2030-01-01T10:00+00:00"}, ("starts_at",)),
+    ("ends_at with a colonless offset", {"ends_at": "2030-01-02T10:00:00+0300"}, ("ends_at",)),
+    ("starts_at with a space for T", {"starts_at": "2030-01-01 10:00:00Z"}, ("starts_at",)),
     (
         "ends_at equal to starts_at",
         {"starts_at": "2030-01-01T10:00:00+00:00", "ends_at": "2030-01-01T13:00:00+03:00"},

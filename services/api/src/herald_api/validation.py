@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
 from fastapi import Path
-from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, PlainSerializer
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
 MAX_TAG_LENGTH = 64
 MAX_TEXT_LENGTH = 4096
 MAX_FILTER_ITEMS = 100
+
+# RFC 3339's date-time, the ISO-8601 profile that `format: date-time` in the OpenAPI document
+# names: seconds required, an offset required. Pydantic's lax datetime would also take 0,
+# "0" or "1700000000" as Unix seconds, a silent 1970 for a client that sent junk.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +42,18 @@ def check_storable(value: str) -> str:
     pydantic refuses them as it reads the string.)"""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+def _rfc3339_text(value: object) -> object:
+    # datetime objects pass: they come from the admin forms, never from a JSON body.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        raise ValueError(
+            "must be an RFC 3339 / ISO-8601 date-time string with seconds and a UTC offset, "
+            "e.g. '2026-11-22T10:00:00+03:00' or '2026-11-22T07:00:00Z'"
+        )
     return value
 
 
@@ -62,6 +82,7 @@ TimeZone = Annotated[
 ]
 UtcDatetime = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339_text),
     AfterValidator(_to_utc),
     PlainSerializer(lambda v: v.astimezone(UTC).isoformat(), return_type=str),
 ]

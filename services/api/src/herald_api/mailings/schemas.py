@@ -84,7 +84,9 @@ Text = Annotated[
 class MailingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
-    starts_at: UtcDatetime = Field(description="ISO-8601 with a UTC offset.")
+    starts_at: UtcDatetime = Field(
+        description="RFC 3339: ISO-8601 with seconds and a UTC offset, 2026-11-22T10:00:00+03:00."
+    )
     ends_at: UtcDatetime = Field(description="Must be after starts_at; nothing is sent from then.")
     text: Text
     filter: MailingFilter = MailingFilter()
