@@ -42,6 +42,8 @@ def st_command() -> list[str]:
     return [st]
 
 
+# The suite's 300 s per-test limit would cut `make fuzz`'s longer runs short.
+@pytest.mark.timeout(FUZZ_SECONDS + 300)
 def test_every_operation_survives_schemathesis(shared_stack: HeraldStack, tmp_path: Path) -> None:
     api = f"http://127.0.0.1:{shared_stack.api_port}"
     report = tmp_path / "schemathesis"
