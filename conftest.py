@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import text
@@ -23,11 +23,19 @@ TABLES = (
 
 
 @pytest.fixture
-def no_herald_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No HERALD_* variable of the machine running the tests reaches the settings a test reads."""
-    for name in list(os.environ):
-        if name.upper().startswith("HERALD_"):
-            monkeypatch.delenv(name)
+def no_herald_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """No HERALD_* variable of the machine running the tests reaches the settings a test reads.
+
+    Cleared on entry; the returned function clears again, for a test that reads one set of
+    settings after another."""
+
+    def clear() -> None:
+        for name in list(os.environ):
+            if name.upper().startswith("HERALD_"):
+                monkeypatch.delenv(name)
+
+    clear()
+    return clear
 
 
 @pytest.fixture(scope="session")

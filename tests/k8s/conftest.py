@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,13 +142,11 @@ def build(request: pytest.FixtureRequest, builds: dict[str, Build]) -> Build:
 
 
 @pytest.fixture
-def herald_env(monkeypatch: pytest.MonkeyPatch) -> Any:
+def herald_env(no_herald_env: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> Any:
     """Set exactly the given HERALD_* variables (none from the machine running the tests)."""
 
     def apply(env: dict[str, str]) -> None:
-        for name in list(os.environ):
-            if name.startswith("HERALD_"):
-                monkeypatch.delenv(name)
+        no_herald_env()
         for name, value in env.items():
             monkeypatch.setenv(name, value)
 

@@ -123,7 +123,7 @@ def names_read(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], set[str]]:
 @pytest.fixture
 def settings_of(
     monkeypatch: pytest.MonkeyPatch,
-    no_herald_env: None,
+    no_herald_env: object,
     command_of: Callable[[str], list[str]],
     env_in_container: Callable[[str], dict[str, str]],
 ) -> Callable[[str], Any]:

@@ -22,7 +22,7 @@ REQUIRED = {
 
 
 @pytest.fixture(autouse=True)
-def required_env(no_herald_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def required_env(no_herald_env: object, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in REQUIRED.items():
         monkeypatch.setenv(name, value)
 
