@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from herald_api.main import create_app
@@ -88,3 +89,33 @@ def test_route_template_restores_router_prefixes(
 
 def test_route_template_of_an_unmatched_request() -> None:
     assert route_template({"path": "/nope", "path_params": {}}) == "unmatched"
+
+
+def _requests_counted(method: str, route: str, status: int) -> float:
+    labels = {"method": method, "route": route, "status": str(status)}
+    return REGISTRY.get_sample_value("herald_api_requests_total", labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("path", "route", "status"),
+    [
+        ("/docs/", "/docs/", 200),
+        ("/openapi.json", "/openapi.json", 200),
+        ("/docs/oauth2-redirect", "/docs/oauth2-redirect", 200),
+        ("/admin/static/admin.css", "/admin/static/{path}", 200),
+        ("/admin/static/no-such-file.css", "/admin/static/{path}", 404),
+        ("/api/v1/clients/987654", "/api/v1/clients/{client_id}", 404),
+        ("/no/such/page", "unmatched", 404),
+        # No OIDC issuer in these tests: the admin's one "how to turn me on" page takes any path.
+        ("/admin/no/such/page", "/admin/{path}", 404),
+    ],
+)
+async def test_requests_are_counted_by_a_bounded_route_label(
+    api: httpx.AsyncClient, path: str, route: str, status: int
+) -> None:
+    before = _requests_counted("GET", route, status)
+
+    response = await api.get(path)
+
+    assert response.status_code == status
+    assert _requests_counted("GET", route, status) == before + 1

@@ -7,6 +7,7 @@ on its closing ``http_request`` line.
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 import uuid
@@ -14,6 +15,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from herald_api import metrics
@@ -60,7 +62,7 @@ def route_template(scope: Scope) -> str:
     # path_format: the path without its convertors (``{client_id}``, not ``{client_id:int}``).
     relative = getattr(scope.get("route"), "path_format", None)
     if not isinstance(relative, str):
-        return "unmatched"
+        return _plain_route(scope)
     params = scope.get("path_params") or {}
     try:
         rendered = relative.format(**params)
@@ -68,6 +70,25 @@ def route_template(scope: Scope) -> str:
         return relative
     path: str = scope["path"]
     return path[: len(path) - len(rendered)] + relative if path.endswith(rendered) else relative
+
+
+def _plain_route(scope: Scope) -> str:
+    """The route of a request that no FastAPI route matched, or ``unmatched``.
+
+    Starlette's own routes (``/docs/``, ``/openapi.json``) leave no ``route`` in the scope, only
+    their ``endpoint``: without path parameters their path is the route, one of a fixed set. A
+    static-files mount serves any file under its root, so it is labelled by the root alone.
+    A mounted app whose own routes missed also leaves itself as the endpoint: that is a 404.
+    """
+    endpoint = scope.get("endpoint")
+    if isinstance(endpoint, StaticFiles):
+        return f"{scope.get('root_path', '')}/{{path}}"
+    if (inspect.isfunction(endpoint) or inspect.ismethod(endpoint)) and not scope.get(
+        "path_params"
+    ):
+        path: str = scope["path"]
+        return path
+    return "unmatched"
 
 
 def _is_id(value: object) -> bool:
