@@ -62,6 +62,35 @@ def test_failed_probes_double_the_cooldown_up_to_the_cap() -> None:
     assert cooldowns == [2.0, 4.0, 4.0, 4.0]
 
 
+def test_a_probe_after_a_long_idle_spell_starts_the_doubling_over() -> None:
+    b = breaker()
+    for _ in range(3):
+        b.record(0, CallKind.FAILURE)
+    for _ in range(3):  # a long outage: the cooldown reaches its cap of 4 s
+        now = b.open_until
+        b.permit(now)
+        b.record(now, CallKind.FAILURE, probe=True)
+    assert b.cooldown_s == 4.0
+    # Nothing to send for a while; the next call (a probe) fails: back to the base cooldown.
+    idle_probe_at = b.open_until + 4.5
+    assert b.permit(idle_probe_at).probe is True
+    b.record(idle_probe_at + 0.1, CallKind.FAILURE, probe=True)
+    assert b.state == CircuitState.OPEN
+    assert b.cooldown_s == 1.0
+    assert b.permit(idle_probe_at + 1.0).allowed is False
+    assert b.permit(idle_probe_at + 1.2).probe is True
+
+
+def test_a_probe_just_after_the_cooldown_keeps_doubling() -> None:
+    b = breaker()
+    for _ in range(3):
+        b.record(0, CallKind.FAILURE)
+    probe_at = b.open_until + 3.9  # late, but within the cap of 4 s
+    b.permit(probe_at)
+    b.record(probe_at, CallKind.FAILURE, probe=True)
+    assert b.cooldown_s == 2.0
+
+
 def test_probes_are_a_trickle_over_a_long_outage() -> None:
     b = breaker()
     probes = 0

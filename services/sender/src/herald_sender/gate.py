@@ -124,7 +124,7 @@ class ProviderGate:
                 http_status=result.http_status,
             )
         elif probe and self._breaker.state == CircuitState.CLOSED:
-            log.warning("provider_circuit_closed", http_status=result.http_status)
+            log.info("provider_circuit_closed", http_status=result.http_status)
 
     async def pause_all(self, seconds: float) -> None:
         """Every replica holds its calls for ``seconds`` (a provider's Retry-After)."""

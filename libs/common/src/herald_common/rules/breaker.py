@@ -4,6 +4,10 @@ closed ──N failures in a row──▶ open ──cooldown over──▶ half
   ▲                              ▲ ◀──probe fails (cooldown doubles)──┘
   └────────────probe succeeds───────────────────────────────────────────┘
 
+The doubling starts over when a probe comes long after the cooldown ended (nothing was due
+meanwhile, so nothing probed): what the last outage taught is stale by then, and a provider
+that failed again after an idle hour should not wait out the cap before each probe.
+
 An authentication refusal (401/403) opens it at once: every call would fail the same way, and
 messages must not spend their attempts on it. Pure state: the caller passes ``now``.
 """
@@ -44,6 +48,7 @@ class CircuitBreaker:
     cooldown_s: float = 0.0
     consecutive_failures: int = 0
     probe_in_flight: bool = False
+    probe_granted_at: float = 0.0
 
     def permit(self, now: float) -> Permit:
         """May a new call start? In half-open state exactly one probe may."""
@@ -55,6 +60,7 @@ class CircuitBreaker:
             return Permit(False, wait_s=min(self.cooldown_s, 1.0))
         self.state = CircuitState.HALF_OPEN
         self.probe_in_flight = True
+        self.probe_granted_at = now
         return Permit(True, probe=True)
 
     def cancel_probe(self) -> None:
@@ -86,8 +92,11 @@ class CircuitBreaker:
         was_closed = self.state == CircuitState.CLOSED
         if self.state == CircuitState.OPEN and now < self.open_until and not probe:
             return False  # already open: late failures of calls started before do not extend it
+        idle = probe and self.probe_granted_at - self.open_until > self.max_cooldown_s
         self.cooldown_s = (
-            self.base_cooldown_s if was_closed else min(self.cooldown_s * 2, self.max_cooldown_s)
+            self.base_cooldown_s
+            if was_closed or idle
+            else min(self.cooldown_s * 2, self.max_cooldown_s)
         )
         self.state = CircuitState.OPEN
         self.reason = reason
