@@ -1,24 +1,27 @@
 import io
 import os
 import shutil
+import signal
 import smtplib
 import stat
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import psycopg
 import pytest
 
+from herald_devstack import runner as runner_module
 from herald_devstack.cli import main
 from herald_devstack.console import Console
 from herald_devstack.errors import DevstackError
 from herald_devstack.plan import plan_stack
 from herald_devstack.probes import free_port, is_port_free
 from herald_devstack.processes import MARKER_ENV, ProcessGroup, pid_alive
-from herald_devstack.runner import DEV_ADMIN_EMAIL, Runner
+from herald_devstack.runner import DEV_ADMIN_EMAIL, Runner, SignalGate, StopRequested
 from herald_devstack.secrets_store import load_or_create_secret
 from herald_devstack.state import StateLock
 
@@ -237,3 +240,27 @@ def test_generated_secret_is_stable_and_private(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert load_or_create_secret(path) == first
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_doubled_ctrl_c_stops_quietly_and_a_later_one_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    out = io.StringIO()
+    gate = SignalGate(Console(out, color=False))
+    gate.install()
+    try:
+        with pytest.raises(StopRequested):
+            signal.raise_signal(signal.SIGINT)
+        gate.hold()
+        # The same Ctrl-C again, passed on by `uv run` a moment later: nothing to say.
+        clock[0] += 0.05
+        signal.raise_signal(signal.SIGINT)
+        assert "already stopping" not in out.getvalue()
+        # Somebody pressing Ctrl-C again while the shutdown goes on: told to wait.
+        clock[0] += 2.0
+        signal.raise_signal(signal.SIGTERM)
+        assert "already stopping, please wait" in out.getvalue()
+    finally:
+        gate.restore()

@@ -31,6 +31,8 @@ from herald_devstack.secrets_store import (
 from herald_devstack.smtp_sink import SmtpSink
 
 STOP_TIMEOUT = 10.0
+# A second stop signal within this time of the first is the same Ctrl-C arriving twice.
+ECHO_WINDOW_S = 1.0
 API_START_TIMEOUT = 60.0
 MIGRATE_TIMEOUT = 300.0
 # Who gets the daily report under `make run` when HERALD_REPORT_RECIPIENTS is not set; the
@@ -56,6 +58,7 @@ class SignalGate:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._raising = True
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -72,10 +75,15 @@ class SignalGate:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
         if self._raising:
             self._raising = False
+            self._first_at = now
             raise StopRequested(signum)
-        self.console.say("already stopping, please wait")
+        # Ctrl-C reaches us twice at once: from the terminal, and passed on by `uv run`. Only a
+        # later one is somebody pressing again.
+        if now - self._first_at >= ECHO_WINDOW_S:
+            self.console.say("already stopping, please wait")
 
 
 class Runner:
@@ -173,7 +181,9 @@ class Runner:
         self.identity_provider = self.group.start(
             "identity",
             [find_console_script("oidc-provider-mock"), "--port", str(port)],
-            env=self.child_env,
+            # It imports authlib.jose, which warns of its own deprecation on every start: noise
+            # in the console about a test tool, nothing a Herald user can act on.
+            env={**self.child_env, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
         )
         self.settings["HERALD_OIDC_ISSUER"] = self.plan.identity_provider_url
         self.settings["HERALD_OIDC_CLIENT_ID"] = "herald-admin"
