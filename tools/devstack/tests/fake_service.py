@@ -1,6 +1,8 @@
 """Stand-ins for Herald's console scripts, so herald-dev's runner can be tested without them.
 
 Usage: fake_service.py NAME [ARGS...]; NAME is the console script it pretends to be.
+FAKE_CRASH_INSTANCE names a worker instance (sender-2) that exits with code 3 half a second
+after each start; FAKE_CRASH_ONCE_INSTANCE one that does so the first time only.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def main() -> None:
         role = name.removeprefix("herald-")
         log(f"{role}_started", instance=instance, amqp=os.environ["HERALD_AMQP_URL"])
         crash_after = os.environ.get("FAKE_CRASH_INSTANCE") == instance
+        # FAKE_CRASH_ONCE_INSTANCE crashes its first run only: the marker file remembers it.
+        marker = os.environ.get("FAKE_CRASH_ONCE_MARKER", "")
+        if os.environ.get("FAKE_CRASH_ONCE_INSTANCE") == instance and not os.path.exists(marker):
+            open(marker, "w").close()
+            crash_after = True
         if crash_after:
             time.sleep(0.5)
             log("crashing", instance=instance)

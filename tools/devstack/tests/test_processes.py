@@ -135,6 +135,32 @@ def test_terminate_all_stops_newest_first_and_reports_codes(process_group: Proce
     assert process_group.exited() == [first, second]
 
 
+def test_restart_starts_the_same_command_again_in_its_place(
+    process_group: ProcessGroup, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    code = GRACEFUL.replace('print("ready"', 'import os; print("ready", os.environ["WHO"]')
+    worker = process_group.start("worker", python(code), env={"WHO": "w-1"}, log_path=log)
+    later = process_group.start("later", python(GRACEFUL))
+    worker.wait_for_line("ready", timeout=10)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+
+    again = process_group.restart("worker")
+
+    again.wait_for_line("ready w-1", timeout=10)  # its environment too
+    assert again is not worker
+    assert again.pid != worker.pid
+    assert again.argv == worker.argv
+    assert process_group["worker"] is again
+    assert [p.name for p in process_group] == ["worker", "later"]  # stopped last, as before
+    with pytest.raises(ValueError, match="still running"):
+        process_group.restart("worker")
+    later.wait_for_line("ready", timeout=10)
+    assert process_group.terminate_all(timeout=5) == {"later": 0, "worker": 0}
+    assert log.read_text().count("ready") == 2  # the log goes on in the same file
+
+
 def test_marked_processes_can_be_found_and_stopped(
     process_group: ProcessGroup, tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from herald_devstack.console import Console
 from herald_devstack.errors import DevstackError
 from herald_devstack.plan import plan_stack
 from herald_devstack.probes import free_port, is_port_free
-from herald_devstack.processes import MARKER_ENV, ProcessGroup, pid_alive
+from herald_devstack.processes import MARKER_ENV, ProcessGroup, find_marked_processes, pid_alive
 from herald_devstack.runner import DEV_ADMIN_EMAIL, Runner, SignalGate, StopRequested
 from herald_devstack.secrets_store import load_or_create_secret
 from herald_devstack.state import StateLock
@@ -70,10 +70,15 @@ def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
+def test_runner_starts_postgres_and_services_and_gives_up_on_a_crash_loop(
     fake_bin: Path, state_dir: Path, fresh_vhost: str, tmp_path: Path
 ) -> None:
-    env = stack_env(state_dir, HERALD_AMQP_URL=fresh_vhost, FAKE_CRASH_INSTANCE="sender-2")
+    env = stack_env(
+        state_dir,
+        HERALD_AMQP_URL=fresh_vhost,
+        FAKE_CRASH_INSTANCE="sender-2",
+        HERALD_DEV_RESTARTS="1",
+    )
     plan = plan_stack(env, tmp_path)
     out = io.StringIO()
     runner = Runner(plan, {**os.environ, **env}, Console(out, color=False))
@@ -142,7 +147,16 @@ def test_runner_starts_postgres_and_services_and_stops_all_on_a_crash(
         runner.shutdown()
 
     output = out.getvalue()
-    assert "sender-2 exited unexpectedly with code 3" in output
+    log_path = plan.log_dir / "sender-2.log"
+    assert f"sender-2 exited unexpectedly with code 3 (log: {log_path}); restarting it in 1 s" in (
+        output
+    )
+    assert "herald-dev   | sender-2 restarted" in output
+    assert (
+        f"sender-2 exited unexpectedly with code 3 (log: {log_path}); "
+        "it failed 2 times in a row, stopping everything"
+    ) in output
+    assert output.count('"event": "crashing", "instance": "sender-2"') == 2
     assert '"instance": "sender-1"' in output
     assert all(not p.is_running() for p in runner.group)
     assert (plan.log_dir / "sender-1.log").exists()
@@ -190,12 +204,92 @@ def test_herald_dev_run_exits_1_when_a_service_crashes(
         HERALD_PROVIDER_URL="http://127.0.0.1:9/v1",
         HERALD_SENDER_REPLICAS="1",
         FAKE_CRASH_INSTANCE="scheduler-1",
+        HERALD_DEV_RESTARTS="0",
     )
     run = process_group.start("herald-dev", [herald_dev(), "run"], env=env)
 
     assert run.wait(timeout=60) == 1
-    assert "scheduler-1 exited unexpectedly with code 3" in run.output()
+    assert (
+        "scheduler-1 exited unexpectedly with code 3 (log: "
+        f"{state_dir / 'logs' / 'scheduler-1.log'}); restarts are off (HERALD_DEV_RESTARTS=0), "
+        "stopping everything"
+    ) in run.output()
     assert "provider-sim" not in run.output()
+
+
+def test_herald_dev_run_restarts_a_service_that_crashed_and_goes_on(
+    fake_bin: Path,
+    state_dir: Path,
+    fresh_database: str,
+    fresh_vhost: str,
+    process_group: ProcessGroup,
+    tmp_path: Path,
+) -> None:
+    env = stack_env(
+        state_dir,
+        HERALD_DATABASE_URL=fresh_database,
+        HERALD_AMQP_URL=fresh_vhost,
+        FAKE_CRASH_ONCE_INSTANCE="sender-1",
+        FAKE_CRASH_ONCE_MARKER=str(tmp_path / "crashed-once"),
+    )
+    run = process_group.start("herald-dev", [herald_dev(), "run"], env=env)
+
+    run.wait_for_line("sender-1 restarted", timeout=60)
+    restarted_at = next(i for i, line in enumerate(run.lines) if "sender-1 restarted" in line)
+    run.wait_for_line(
+        '"event": "sender_started", "instance": "sender-1"', timeout=10, since=restarted_at
+    )
+    run.wait_http_ok(f"http://127.0.0.1:{env['HERALD_API_PORT']}/healthz", timeout=5)
+    assert run.is_running()
+
+    assert run.terminate(timeout=20) == 0
+    output = run.output()
+    assert "sender-1 exited unexpectedly with code 3" in output
+    assert "restarting it in 1 s" in output
+    assert output.count('"event": "sender_started", "instance": "sender-1"') == 2
+    assert output.count('"event": "stopped"') == 6  # the restarted sender stopped too
+
+
+def test_herald_dev_run_brings_back_its_postgresql_and_rabbitmq_after_a_kill_9(
+    fake_bin: Path, state_dir: Path, process_group: ProcessGroup
+) -> None:
+    env = stack_env(
+        state_dir,
+        HERALD_DEV_AMQP_PORT=str(free_port()),
+        HERALD_DEV_RABBITMQ_MANAGEMENT_PORT=str(free_port()),
+        HERALD_DEV_RABBITMQ_PROMETHEUS_PORT=str(free_port()),
+        HERALD_DEV_RABBITMQ_DIST_PORT=str(free_port()),
+        HERALD_DEV_EPMD_PORT=str(free_port()),
+        HERALD_SENDER_REPLICAS="1",
+    )
+    run = process_group.start("herald-dev", [herald_dev(), "run"], env=env)
+    run.wait_for_line("Herald is running.", timeout=120)
+    postmaster = state_dir / "postgres" / "data" / "postmaster.pid"
+    database_url = f"postgresql://herald:herald@127.0.0.1:{env['HERALD_DEV_PG_PORT']}/herald"
+
+    killed_pg = int(postmaster.read_text().split()[0])
+    os.kill(killed_pg, signal.SIGKILL)
+    run.wait_for_line("PostgreSQL restarted", timeout=90)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('migrated')::text").fetchone() == ("migrated",)
+    assert int(postmaster.read_text().split()[0]) != killed_pg
+
+    [beam] = [
+        pid
+        for pid in find_marked_processes(str(state_dir / "rabbitmq"))
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "beam.smp"
+    ]
+    os.kill(beam, signal.SIGKILL)
+    run.wait_for_line("RabbitMQ restarted", timeout=120)
+    management = f"http://127.0.0.1:{env['HERALD_DEV_RABBITMQ_MANAGEMENT_PORT']}"
+    overview = httpx.get(f"{management}/api/overview", auth=("guest", "guest"), timeout=10)
+    assert overview.status_code == 200
+
+    assert run.terminate(timeout=60) == 0
+    output = run.output()
+    assert "PostgreSQL exited unexpectedly" in output
+    assert "RabbitMQ exited unexpectedly" in output
+    assert not find_marked_processes(str(state_dir), prefix=True)
 
 
 def test_clean_stops_orphans_and_removes_the_state(

@@ -35,6 +35,8 @@ class StackPlan:
     ports: Mapping[str, int] = field(default_factory=lambda: dict(PORT_DEFAULTS))
     api_host: str = "127.0.0.1"
     sender_replicas: int = 2
+    # Crashes in a row of one process that herald-dev restarts before it stops everything.
+    restart_limit: int = 5
 
     def port(self, name: str) -> int:
         return self.ports[name]
@@ -125,6 +127,7 @@ def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
         ports=ports,
         api_host=env.get("HERALD_API_HOST") or "127.0.0.1",
         sender_replicas=_int_env(env, "HERALD_SENDER_REPLICAS", 2, 0, 64),
+        restart_limit=_int_env(env, "HERALD_DEV_RESTARTS", 5, 0, 100),
     )
 
 

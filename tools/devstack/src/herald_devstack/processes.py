@@ -99,6 +99,20 @@ class ManagedProcess:
         self._reader.start()
         return self
 
+    def successor(self) -> ManagedProcess:
+        """A new, unstarted process with this one's command, environment and output (its log
+        file is appended to): what a restart starts."""
+        return ManagedProcess(
+            self.name,
+            self.argv,
+            env=self._env,
+            inherit_env=False,
+            cwd=self._cwd,
+            log_path=self.log_path,
+            on_line=self._on_line,
+            keep_lines=self._lines.maxlen or 20_000,
+        )
+
     @property
     def pid(self) -> int:
         return self._process().pid
@@ -296,6 +310,15 @@ class ProcessGroup:
             log_path=log_path,
             on_line=on_line or self._on_line,
         )
+        self._processes[name] = process
+        return process.start()
+
+    def restart(self, name: str) -> ManagedProcess:
+        """Start the exited process `name` again, in its place in the stopping order."""
+        previous = self._processes[name]
+        if previous.is_running():
+            raise ValueError(f"{name!r} is still running")
+        process = previous.successor()
         self._processes[name] = process
         return process.start()
 

@@ -7,6 +7,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -23,6 +24,7 @@ from herald_devstack.processes import (
     stop_pids,
 )
 from herald_devstack.rabbitmq import RabbitMQServer
+from herald_devstack.restarts import RestartPolicy, Watch
 from herald_devstack.secrets_store import (
     find_console_script,
     load_or_create_secret,
@@ -84,6 +86,16 @@ class SignalGate:
         # later one is somebody pressing again.
         if now - self._first_at >= ECHO_WINDOW_S:
             self.console.say("already stopping, please wait")
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """One thing `Runner.supervise` keeps alive."""
+
+    name: str
+    alive: Callable[[], bool]
+    failure: Callable[[], str]  # what to say when it is found dead
+    restart: Callable[[], object]
 
 
 class Runner:
@@ -292,28 +304,84 @@ class Runner:
             ),
         )
 
-    def find_failure(self) -> str | None:
-        """A description of the first process that died on its own, if any."""
-        for process in self.group:
-            if not process.is_running():
-                return (
-                    f"{process.name} exited unexpectedly with code {process.returncode} "
-                    f"(log: {process.log_path})"
+    def supervised(self) -> list[Supervised]:
+        """Everything herald-dev started that keeps running: its processes, RabbitMQ and
+        PostgreSQL, each with how to tell it died and how to bring it back."""
+        targets = [self._supervised_process(process.name) for process in self.group]
+        rabbitmq, postgres = self.rabbitmq, self.postgres
+        if rabbitmq is not None:
+            targets.append(
+                Supervised(
+                    "RabbitMQ",
+                    alive=rabbitmq.is_running,
+                    failure=lambda: f"RabbitMQ exited unexpectedly (logs: {rabbitmq.log_dir})",
+                    restart=rabbitmq.start,
                 )
-        if self.rabbitmq is not None and not self.rabbitmq.is_running():
-            return f"RabbitMQ exited unexpectedly (logs: {self.rabbitmq.log_dir})"
-        if self.postgres is not None and self.postgres.postmaster_pid() is None:
-            return f"PostgreSQL exited unexpectedly (log: {self.postgres.log_path})"
-        return None
+            )
+        if postgres is not None:
+            targets.append(
+                Supervised(
+                    "PostgreSQL",
+                    alive=lambda: postgres.postmaster_pid() is not None,
+                    failure=lambda: f"PostgreSQL exited unexpectedly (log: {postgres.log_path})",
+                    restart=postgres.start,
+                )
+            )
+        return targets
+
+    def _supervised_process(self, name: str) -> Supervised:
+        def failure() -> str:
+            process = self.group[name]
+            return (
+                f"{name} exited unexpectedly with code {process.returncode} "
+                f"(log: {process.log_path})"
+            )
+
+        return Supervised(
+            name,
+            alive=lambda: self.group[name].is_running(),
+            failure=failure,
+            restart=lambda: self.group.restart(name),
+        )
 
     def supervise(self, poll_interval: float = 0.2) -> int:
-        """Block until something dies (returns 1); a signal interrupts it with StopRequested."""
+        """Restart what dies on its own, as Kubernetes would, until a signal interrupts with
+        StopRequested; returns 1 when a process keeps crashing past the restart limit."""
+        policy = RestartPolicy(limit=self.plan.restart_limit)
+        targets = self.supervised()
+        watches = {target.name: Watch(started_at=time.monotonic()) for target in targets}
         while True:
-            failure = self.find_failure()
-            if failure is not None:
-                self.console.say(f"{failure}; stopping everything")
-                return 1
+            for target in targets:
+                watch = watches[target.name]
+                if watch.restart_at is None:
+                    if target.alive():
+                        continue
+                    problem = target.failure()
+                elif watch.restart_due(time.monotonic()):
+                    try:
+                        target.restart()
+                    except (DevstackError, OSError) as error:
+                        problem = f"{target.name} did not restart: {error}"
+                    else:
+                        watch.restarted(time.monotonic())
+                        self.console.say(f"{target.name} restarted")
+                        continue
+                else:
+                    continue
+                delay = watch.crashed(time.monotonic(), policy)
+                if delay is None:
+                    self.console.say(
+                        f"{problem}; {self._giving_up(policy, watch)}, stopping everything"
+                    )
+                    return 1
+                self.console.say(f"{problem}; restarting it in {delay:g} s")
             time.sleep(poll_interval)
+
+    @staticmethod
+    def _giving_up(policy: RestartPolicy, watch: Watch) -> str:
+        if policy.limit == 0:
+            return "restarts are off (HERALD_DEV_RESTARTS=0)"
+        return f"it failed {watch.crashes_in_a_row} times in a row"
 
     def shutdown(self) -> None:
         """Stop the processes (reverse order, SIGKILL after 10 s), then RabbitMQ and PostgreSQL."""
