@@ -23,6 +23,10 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from herald_api.main import create_app
+from herald_api.settings import ApiSettings
+from herald_devstack.probes import free_port
+
 from .conftest import TOKEN, count_rows, insert_messages, started_app
 
 SESSION_SECRET = "s" * 40
@@ -802,3 +806,27 @@ def test_admin_settings_refuse_what_cannot_work(overrides: dict[str, Any], varia
             api_token=SecretStr(TOKEN),
             **admin_settings("http://localhost:1", **overrides),
         )
+
+
+async def test_a_database_that_cannot_be_reached_is_a_page_saying_to_retry(
+    admin: httpx.AsyncClient, issuer: str
+) -> None:
+    # The same session cookie on an API whose database refuses every connection.
+    unreachable = ApiSettings(
+        database_url=f"postgresql+psycopg://herald:herald@127.0.0.1:{free_port()}/herald",
+        amqp_url="amqp://guest:guest@127.0.0.1:9/",
+        api_token=SecretStr(TOKEN),
+        **admin_settings(issuer),
+    )
+    app = create_app(unreachable)
+    async with app.router.lifespan_context(app), browser(app) as client:
+        client.cookies = admin.cookies
+        page = await client.get("/admin/")
+        progress = await client.get("/admin/mailings/progress?ids=1")
+
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "2"
+    assert page.headers["content-type"].startswith("text/html")
+    assert "The database cannot be reached for the moment; retry shortly." in page.text
+    assert progress.status_code == 503
+    assert progress.json()["code"] == "unavailable"

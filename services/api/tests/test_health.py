@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from herald_api.main import create_app
 from herald_api.observability import route_template
 from herald_api.settings import ApiSettings
+from herald_devstack.probes import free_port
 
 
 async def test_healthz_answers_ok(anonymous: httpx.AsyncClient) -> None:
@@ -119,3 +120,56 @@ async def test_requests_are_counted_by_a_bounded_route_label(
 
     assert response.status_code == status
     assert _requests_counted("GET", route, status) == before + 1
+
+
+async def test_a_database_that_cannot_be_reached_is_a_503_to_retry_not_a_500() -> None:
+    # Nothing listens on that port: every connection is refused, as while PostgreSQL restarts.
+    settings = ApiSettings(
+        database_url=f"postgresql+psycopg://herald:herald@127.0.0.1:{free_port()}/herald",
+        amqp_url="amqp://guest:guest@127.0.0.1:9/",
+        api_token=SecretStr("t"),
+    )
+    app = create_app(settings)
+    headers = {"Authorization": "Bearer t"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://test", headers=headers
+        ) as client,
+    ):
+        responses = [
+            await client.get("/api/v1/clients"),
+            await client.get("/api/v1/mailings/stats"),
+            await client.post(
+                "/api/v1/clients",
+                json={"phone": "79001234567", "tag": "t", "timezone": "UTC"},
+            ),
+            await client.post(
+                "/api/v1/mailings",
+                json={
+                    "starts_at": "2030-01-01T00:00:00Z",
+                    "ends_at": "2030-01-02T00:00:00Z",
+                    "text": "t",
+                    "filter": {},
+                },
+                headers={"Idempotency-Key": "k-1"},
+            ),
+            await client.post(
+                "/api/v1/clients/import",
+                content=b"phone,tag,timezone\n79001234568,t,UTC\n",
+                headers={"Content-Type": "text/csv"},
+            ),
+        ]
+        healthz = await client.get("/healthz")
+        readyz = await client.get("/readyz")
+
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "2"
+        assert response.json() == {
+            "detail": "the database cannot be reached for the moment; retry shortly",
+            "code": "unavailable",
+        }
+    assert healthz.status_code == 200
+    assert readyz.status_code == 503
+    assert readyz.json()["checks"]["database"] == "unavailable"

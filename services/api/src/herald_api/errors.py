@@ -11,6 +11,8 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -46,7 +48,30 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such entity."},
     409: {"model": ErrorBody, "description": "Conflicts with the current state."},
     413: {"model": ErrorBody, "description": "Request body over HERALD_MAX_BODY_BYTES."},
+    503: {
+        "model": ErrorBody,
+        "description": "The database cannot be reached for the moment; retry after the "
+        "Retry-After seconds (a create with the same Idempotency-Key).",
+    },
 }
+
+DATABASE_UNAVAILABLE = "the database cannot be reached for the moment; retry shortly"
+RETRY_AFTER_S = 2
+# What a database that is down, restarting or out of connections raises. A broken statement
+# raises other DBAPIErrors (ProgrammingError, IntegrityError...): those stay 500s, bugs to fix.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection within pool_timeout
+    psycopg.OperationalError,  # raw psycopg, as the bulk import's COPY uses
+    psycopg.InterfaceError,
+)
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, UNAVAILABLE_ERRORS)
 
 
 def status_of(error: HeraldError) -> int:
@@ -144,7 +169,25 @@ async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-async def handle_unexpected(_: Request, error: Exception) -> JSONResponse:
+async def handle_database_unavailable(_: Request, error: Exception) -> JSONResponse:
+    log.error("database_unavailable", error=_first_line(error))
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE, "code": "unavailable"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    # SQLAlchemy appends the statement and its parameters, which may hold personal data.
+    return str(error.orig if isinstance(error, sqlalchemy.exc.DBAPIError) else error).split(
+        "\n", 1
+    )[0]
+
+
+async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
+    if is_database_unavailable(error):
+        return await handle_database_unavailable(request, error)
     log.exception("unhandled_error", error=repr(error))
     return JSONResponse(
         {"detail": "internal error; it has been logged", "code": "internal"},
@@ -156,4 +199,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HeraldError, handle_herald_error)
     app.add_exception_handler(HTTPException, handle_http_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    for unavailable in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(unavailable, handle_database_unavailable)
+    # Other DBAPIErrors: an invalidated connection is unavailability too, the rest are bugs.
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, handle_unexpected)
     app.add_exception_handler(Exception, handle_unexpected)

@@ -15,7 +15,13 @@ from herald_api.admin import auth, clients, mailings
 from herald_api.admin.access import AccessPolicy
 from herald_api.admin.rendering import HERE, render
 from herald_api.admin.session import CsrfRefused, LoginRequired
-from herald_api.errors import status_of
+from herald_api.errors import (
+    DATABASE_UNAVAILABLE,
+    RETRY_AFTER_S,
+    UNAVAILABLE_ERRORS,
+    handle_database_unavailable,
+    status_of,
+)
 from herald_api.settings import ApiSettings
 from herald_common.errors import HeraldError
 
@@ -58,6 +64,23 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return render(
         request, "error.html", {"status": error.status_code, "message": message}, error.status_code
     )
+
+
+async def _database_unavailable(request: Request, error: Exception) -> Response:
+    if _wants_json(request):
+        return await handle_database_unavailable(request, error)
+    await handle_database_unavailable(request, error)  # its log line
+    response = render(
+        request,
+        "error.html",
+        {
+            "status": 503,
+            "message": DATABASE_UNAVAILABLE[0].upper() + DATABASE_UNAVAILABLE[1:] + ".",
+        },
+        503,
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 async def _validation_error(request: Request, error: Exception) -> Response:
@@ -111,6 +134,8 @@ def create_admin_app(settings: ApiSettings) -> FastAPI:
     admin.add_exception_handler(HeraldError, _herald_error)
     admin.add_exception_handler(StarletteHTTPException, _http_error)
     admin.add_exception_handler(RequestValidationError, _validation_error)
+    for unavailable in UNAVAILABLE_ERRORS:
+        admin.add_exception_handler(unavailable, _database_unavailable)
     admin.include_router(auth.router)
     admin.include_router(mailings.router)
     admin.include_router(clients.router)
