@@ -122,3 +122,29 @@ async def test_controls_are_refused_after_the_end_and_404_for_unknown_mailings(
         assert refused.json()["code"] == "conflict"
         assert "has ended" in refused.json()["detail"]
         assert (await api.post(f"{MAILINGS}/999999/{action}")).status_code == 404
+
+
+async def test_a_finished_mailing_cannot_be_paused_until_retry_failed_reopens_it(
+    api: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.begin() as conn:
+        clients = await insert_clients(conn, 2)
+        mailing_id = await insert_mailing(conn)
+        await insert_messages(conn, mailing_id, clients, ["sent", "failed"])
+        await conn.execute(text("UPDATE mailing SET finished_at = now()"))
+
+    refused = await api.post(f"{MAILINGS}/{mailing_id}/pause")
+
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "detail": f"mailing {mailing_id} has finished: every message is settled",
+        "code": "conflict",
+    }
+    mailing = (await api.get(f"{MAILINGS}/{mailing_id}")).json()
+    assert mailing["state"] == "finished"
+    assert mailing["paused_at"] is None
+    assert (await api.post(f"{MAILINGS}/{mailing_id}/retry-failed")).json() == {"requeued": 1}
+    paused = await api.post(f"{MAILINGS}/{mailing_id}/pause")
+    assert paused.status_code == 200
+    assert paused.json()["state"] == "paused"
+    assert [s for s, _, _ in await statuses(clean_engine)] == ["sent", "paused"]

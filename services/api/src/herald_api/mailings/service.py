@@ -227,6 +227,9 @@ async def pause_mailing(session: AsyncSession, mailing_id: int, now: datetime) -
     """Nothing more is handed to the provider; calls already under way finish."""
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, now, "be paused")
+    if mailing.paused_at is None and mailing.finished_at is not None:
+        # Nothing left to hold; retry-failed reopens it, and then it can be paused.
+        raise Conflict(f"mailing {mailing.id} has finished: every message is settled")
     if mailing.paused_at is None:
         mailing.paused_at = func.now()
         mailing.updated_at = func.now()
