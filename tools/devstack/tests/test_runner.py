@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -121,6 +122,7 @@ def test_runner_starts_postgres_and_services_and_gives_up_on_a_crash_loop(
         assert settings["HERALD_API_TOKEN"] in banner
         assert f"{plan.api_url}/docs/" in banner
         assert f"{plan.mail_dir}/" in banner
+        assert f"psql {settings['HERALD_DATABASE_URL']}" in banner
         assert f"{plan.api_url}/admin/  (log in as {DEV_ADMIN_EMAIL}" in banner
 
         # A real OpenID Connect provider, which knows the dev admin's e-mail.
@@ -151,7 +153,7 @@ def test_runner_starts_postgres_and_services_and_gives_up_on_a_crash_loop(
     assert f"sender-2 exited unexpectedly with code 3 (log: {log_path}); restarting it in 1 s" in (
         output
     )
-    assert "herald-dev   | sender-2 restarted" in output
+    assert re.search(r"^herald-dev   \| \d\d:\d\d:\d\d sender-2 restarted$", output, re.M)
     assert (
         f"sender-2 exited unexpectedly with code 3 (log: {log_path}); "
         "it failed 2 times in a row, stopping everything"
@@ -187,7 +189,7 @@ def test_herald_dev_run_serves_until_sigterm(
     output = run.output()
     assert "SIGTERM received, stopping" in output
     assert output.count('"event": "stopped"') == 6  # every service and the simulator
-    assert "herald-dev   | stopped" in output
+    assert re.search(r"^herald-dev   \| \d\d:\d\d:\d\d stopped$", output, re.M)
 
 
 def test_herald_dev_run_exits_1_when_a_service_crashes(

@@ -15,6 +15,7 @@ def render_banner(
     simulator_url: str | None,
     management_url: str | None,
     log_dir: Path,
+    database_url: str | None = None,
     mail_dir: Path | None = None,
     admin_login: str | None = None,
 ) -> str:
@@ -29,6 +30,8 @@ def render_banner(
     ]
     if simulator_url is not None:
         rows.append(("Simulator", f"{simulator_url}/_sim/  (fault controls)"))
+    if database_url is not None:
+        rows.append(("PostgreSQL", f"psql {database_url}"))
     if management_url is not None:
         rows.append(("RabbitMQ UI", f"{management_url}/  (guest / guest)"))
     rows.append(("Logs", f"{log_dir}/"))

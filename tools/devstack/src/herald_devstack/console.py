@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import UTC, datetime
 from typing import TextIO
 
 _COLORS = ("36", "33", "32", "35", "34", "91", "96", "93")
@@ -31,8 +32,11 @@ class Console:
             self.out.flush()
 
     def say(self, text: str) -> None:
+        # The services' JSON lines carry their own `ts` (UTC); ours get the time of day in UTC,
+        # so that "sender-1 restarted" can be lined up with them.
+        now = datetime.now(UTC).strftime("%H:%M:%S")
         for part in text.splitlines() or [""]:
-            self.line("herald-dev", part)
+            self.line("herald-dev", f"{now} {part}")
 
     def block(self, text: str) -> None:
         """Unprefixed text (the banner), written in one piece."""

@@ -294,6 +294,7 @@ class Runner:
             simulator_url=self.plan.simulator_url if self.simulator is not None else None,
             management_url=self.rabbitmq.management_url if self.rabbitmq is not None else None,
             log_dir=self.plan.log_dir,
+            database_url=self.postgres.url("herald") if self.postgres is not None else None,
             mail_dir=self.plan.mail_dir if self.smtp_sink is not None else None,
             admin_login=(
                 f"log in as {DEV_ADMIN_EMAIL} at the local identity provider"
