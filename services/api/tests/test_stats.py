@@ -193,6 +193,20 @@ async def test_stats_of_one_mailing_report_progress_rate_and_estimated_finish(
     finish = datetime.fromisoformat(progress["estimated_finish_at"])
     assert now + timedelta(seconds=70) < finish < utcnow() + timedelta(seconds=90)
 
+    # One of the four left now waits for its client's window: no finish is promised.
+    async with clean_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE message SET status = 'deferred' WHERE id = "
+                "(SELECT min(id) FROM message WHERE mailing_id = :id AND status = 'pending')"
+            ),
+            {"id": mailing_id},
+        )
+    waiting = (await api.get(f"{MAILINGS}/{mailing_id}/stats")).json()
+    assert waiting["by_status"]["deferred"] == 1
+    assert waiting["progress"]["rate_per_s"] == pytest.approx(0.05, abs=0.002)
+    assert waiting["progress"]["estimated_finish_at"] is None
+
 
 async def test_progress_of_a_finished_mailing_has_no_estimate(
     api: httpx.AsyncClient, clean_engine: AsyncEngine

@@ -173,7 +173,9 @@ class ProgressRead(BaseModel):
         description="Messages settled per second over about the last minute."
     )
     estimated_finish_at: datetime | None = Field(
-        description="When the rest should be settled at the current rate (running mailings)."
+        description="When the rest should be settled at the current rate (running mailings); "
+        "null while some are deferred (waiting for their send window, or postponed): their time "
+        "does not follow the rate."
     )
 
 
