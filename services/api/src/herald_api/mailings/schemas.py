@@ -136,7 +136,11 @@ class MailingRead(BaseModel):
     state: MailingState
     created_at: datetime
     updated_at: datetime
-    started_at: datetime | None = Field(description="When the fan-out began.")
+    started_at: datetime | None = Field(
+        description="When the scheduler began the fan-out: null until then, also in the answer "
+        "to a create whose start has come (its state is already running; the fan-out follows "
+        "within about a second)."
+    )
     finished_at: datetime | None
     paused_at: datetime | None = Field(default=None, description="Set while paused.")
 
@@ -203,7 +207,10 @@ class MessageRead(BaseModel):
     status: str
     attempts: int
     last_error: str | None
-    created_at: datetime
+    created_at: datetime = Field(description="When the fan-out created it.")
     updated_at: datetime
-    sent_at: datetime | None
+    sent_at: datetime | None = Field(
+        description="When the provider's acceptance came back. The call went out before the "
+        "mailing's ends_at; its answer may arrive a little after it."
+    )
     next_attempt_at: datetime | None
