@@ -58,7 +58,11 @@ def _rfc3339_text(value: object) -> object:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:30:00+01:00 is year 0 in UTC, which no datetime can hold.
+        raise ValueError("is out of range: in UTC it falls outside the years 1 to 9999") from None
 
 
 Phone = Annotated[
