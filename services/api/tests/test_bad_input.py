@@ -64,6 +64,45 @@ async def test_a_body_that_is_not_utf8_json_is_a_422_naming_the_body(
 
 
 @pytest.mark.parametrize(
+    ("content_type", "named"),
+    [
+        (None, "no Content-Type"),
+        ("text/plain", "Content-Type 'text/plain'"),
+        ("application/x-www-form-urlencoded", "Content-Type 'application/x-www-form-urlencoded'"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/clients", "/api/v1/mailings", "/api/v1/clients/1"])
+async def test_json_sent_without_a_json_content_type_is_told_so(
+    api: httpx.AsyncClient,
+    clean_engine: AsyncEngine,
+    path: str,
+    content_type: str | None,
+    named: str,
+) -> None:
+    # What `curl -d '{...}'` without -H 'Content-Type: application/json' sends.
+    existing = await api.post(
+        "/api/v1/clients", json={"phone": "79001234500", "tag": "t", "timezone": "UTC"}
+    )
+    path = path.replace("/1", f"/{existing.json()['id']}")
+    body = b'{"phone": "79001234567", "tag": "t", "timezone": "UTC"}'
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    method = "PATCH" if path.startswith("/api/v1/clients/") else "POST"
+
+    response = await api.request(method, path, content=body, headers=headers)
+
+    assert_invalid(response, "body")
+    assert response.json()["detail"] == [
+        {
+            "loc": ["body"],
+            "msg": f"the body must be JSON, sent as Content-Type: application/json ({named})",
+            "type": "content_type",
+        }
+    ]
+    assert await count_rows(clean_engine, "client") == 1
+    assert await count_rows(clean_engine, "mailing") == 0
+
+
+@pytest.mark.parametrize(
     ("path", "allowed"),
     [
         ("/api/v1/clients", "GET, POST"),

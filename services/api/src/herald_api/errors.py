@@ -157,7 +157,14 @@ async def handle_http_error(request: Request, error: Exception) -> Response:
     )
 
 
-async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def handle_validation_error(request: Request, error: Exception) -> JSONResponse:
     """422 in the documented shape: where and why, without echoing the input. The input may
     be what no JSON response can carry (an unpaired surrogate), or a secret pasted in the
     wrong field."""
@@ -166,6 +173,17 @@ async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:
         {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type")}
         for item in error.errors()
     ]
+    content_type = request.headers.get("content-type", "")
+    if not _is_json(content_type):
+        # FastAPI reads a body that is not declared JSON as raw bytes, and pydantic's own
+        # words for that ("a valid dictionary or object to extract fields from") hide the cause.
+        sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        for item in detail:
+            if item["loc"] == ["body"] and item["type"] == "model_attributes_type":
+                item["msg"] = (
+                    f"the body must be JSON, sent as Content-Type: application/json ({sent})"
+                )
+                item["type"] = "content_type"
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
