@@ -354,20 +354,8 @@ class Runner:
         while True:
             for target in targets:
                 watch = watches[target.name]
-                if watch.restart_at is None:
-                    if target.alive():
-                        continue
-                    problem = target.failure()
-                elif watch.restart_due(time.monotonic()):
-                    try:
-                        target.restart()
-                    except (DevstackError, OSError) as error:
-                        problem = f"{target.name} did not restart: {error}"
-                    else:
-                        watch.restarted(time.monotonic())
-                        self.console.say(f"{target.name} restarted")
-                        continue
-                else:
+                problem = self._check(target, watch)
+                if problem is None:
                     continue
                 delay = watch.crashed(time.monotonic(), policy)
                 if delay is None:
@@ -377,6 +365,20 @@ class Runner:
                     return 1
                 self.console.say(f"{problem}; restarting it in {delay:g} s")
             time.sleep(poll_interval)
+
+    def _check(self, target: Supervised, watch: Watch) -> str | None:
+        """Restart `target` if its time has come; what went wrong with it, if anything."""
+        if watch.restart_at is None:
+            return None if target.alive() else target.failure()
+        if not watch.restart_due(time.monotonic()):
+            return None
+        try:
+            target.restart()
+        except (DevstackError, OSError) as error:
+            return f"{target.name} did not restart: {error}"
+        watch.restarted(time.monotonic())
+        self.console.say(f"{target.name} restarted")
+        return None
 
     @staticmethod
     def _giving_up(policy: RestartPolicy, watch: Watch) -> str:
