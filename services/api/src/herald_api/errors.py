@@ -187,8 +187,12 @@ async def handle_validation_error(request: Request, error: Exception) -> JSONRes
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-async def handle_database_unavailable(_: Request, error: Exception) -> JSONResponse:
+def log_database_unavailable(error: BaseException) -> None:
     log.error("database_unavailable", error=_first_line(error))
+
+
+async def handle_database_unavailable(_: Request, error: Exception) -> JSONResponse:
+    log_database_unavailable(error)
     return JSONResponse(
         {"detail": DATABASE_UNAVAILABLE, "code": "unavailable"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -20,6 +20,7 @@ from herald_api.errors import (
     RETRY_AFTER_S,
     UNAVAILABLE_ERRORS,
     handle_database_unavailable,
+    log_database_unavailable,
     status_of,
 )
 from herald_api.settings import ApiSettings
@@ -69,16 +70,9 @@ async def _http_error(request: Request, error: Exception) -> Response:
 async def _database_unavailable(request: Request, error: Exception) -> Response:
     if _wants_json(request):
         return await handle_database_unavailable(request, error)
-    await handle_database_unavailable(request, error)  # its log line
-    response = render(
-        request,
-        "error.html",
-        {
-            "status": 503,
-            "message": DATABASE_UNAVAILABLE[0].upper() + DATABASE_UNAVAILABLE[1:] + ".",
-        },
-        503,
-    )
+    log_database_unavailable(error)
+    message = DATABASE_UNAVAILABLE.capitalize() + "."
+    response = render(request, "error.html", {"status": 503, "message": message}, 503)
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
 
