@@ -112,8 +112,8 @@ def test_no_finish_is_promised_while_messages_wait_for_their_window() -> None:
     sample = Sample(NOW - timedelta(seconds=60), 100)
     started = NOW - timedelta(minutes=5)
 
-    waiting = estimate_progress(NOW, 1000, 400, sample, started, True, waiting_for_window=1)
-    none_waiting = estimate_progress(NOW, 1000, 400, sample, started, True, waiting_for_window=0)
+    waiting = estimate_progress(NOW, 1000, 400, sample, started, True, deferred=1)
+    none_waiting = estimate_progress(NOW, 1000, 400, sample, started, True, deferred=0)
 
     assert waiting == Progress(400, 1000, 40.0, 5.0, None)
     assert none_waiting.estimated_finish_at == NOW + timedelta(seconds=120)

@@ -31,13 +31,13 @@ def estimate_progress(
     sample: Sample | None,
     started_at: datetime | None,
     running: bool,
-    waiting_for_window: int = 0,
+    deferred: int = 0,
 ) -> Progress:
     """``sample`` is an earlier (moment, done) of the same mailing, ideally about a minute old;
     without one the average since ``started_at`` stands in for the current rate.
 
-    Messages waiting for their client's send window (``waiting_for_window``) go out when it
-    opens, hours away perhaps, whatever the rate: while there are any, no finish is promised.
+    ``deferred`` messages (waiting for their client's send window, or postponed) go out at their
+    own time, hours away perhaps, whatever the rate: while there are any, no finish is promised.
     """
     percent = round(100 * done / total, 2) if total else 0.0
     baseline = sample or (Sample(started_at, 0) if started_at is not None else None)
@@ -46,6 +46,6 @@ def estimate_progress(
         rate = round(max(done - baseline.done, 0) / (now - baseline.at).total_seconds(), 2)
     finish: datetime | None = None
     remaining = total - done
-    if running and remaining > 0 and rate and not waiting_for_window:
+    if running and remaining > 0 and rate and not deferred:
         finish = now + timedelta(seconds=remaining / rate)
     return Progress(done, total, percent, rate, finish)

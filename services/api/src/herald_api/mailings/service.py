@@ -321,7 +321,7 @@ async def mailing_stats(
         sample=Sample(sample.sampled_at, sample.done) if sample else None,
         started_at=mailing.started_at,
         running=stats.state == MailingState.RUNNING,
-        waiting_for_window=counts[MessageStatus.DEFERRED],
+        deferred=counts[MessageStatus.DEFERRED],
     )
     return MailingDetailStats(
         **stats.model_dump(), progress=ProgressRead.model_validate(progress, from_attributes=True)
