@@ -13,6 +13,7 @@ from herald_common.broker import Publisher, connect
 from herald_common.contracts import DeliveryJob
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import DELIVER_QUEUE, declare_topology
+from herald_scheduler.backlog import DeliverBacklog
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
 
@@ -40,8 +41,10 @@ async def scheduler(
     amqp_url: str,
 ) -> Scheduler:
     publisher = await Publisher.open(broker)
-    settings = make_settings(migrated_db_url, amqp_url, fanout_chunk_size=300, job_size=50)
-    return Scheduler(clean_engine, publisher, settings)
+    settings = make_settings(
+        migrated_db_url, amqp_url, fanout_chunk_size=300, job_size=50, stale_job_s=30
+    )
+    return Scheduler(clean_engine, publisher, settings, DeliverBacklog(broker).ready_jobs)
 
 
 async def drain_jobs(connection: AbstractRobustConnection) -> list[DeliveryJob]:

@@ -259,6 +259,82 @@ async def test_messages_of_a_dead_sender_are_requeued_after_the_lease(
     assert [m for job in jobs for m in job.message_ids] == [1]
 
 
+async def test_messages_whose_job_was_lost_get_a_new_one_once_the_queue_is_empty(
+    scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
+) -> None:
+    # stale_job_s is 30 here. Pending for 31 s: lost. Pending for 5 s: its job may be on its
+    # way. Retrying with a 4 s delay, due 40 s ago: lost; due 31 s ago after a 90 s delay:
+    # its retry queue may still hold it (a job can come back a third of its delay late).
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 8)
+        mailing_id = await insert_mailing(conn)
+        paused = await insert_mailing(conn)
+        await conn.execute(
+            text(
+                """
+                INSERT INTO message (mailing_id, client_id, status, updated_at, next_attempt_at)
+                VALUES
+                (:m, 1, 'pending', now() - interval '31 s', NULL),
+                (:m, 2, 'pending', now() - interval '5 s', NULL),
+                (:m, 3, 'retrying', now() - interval '44 s', now() - interval '40 s'),
+                (:m, 4, 'retrying', now() - interval '121 s', now() - interval '31 s'),
+                (:m, 5, 'deferred', now() - interval '1 h', now() + interval '1 h'),
+                (:m, 6, 'sent', now() - interval '1 h', NULL),
+                (:p, 7, 'pending', now() - interval '1 h', NULL)
+                """
+            ),
+            {"m": mailing_id, "p": paused},
+        )
+        await conn.execute(text("UPDATE mailing SET fanout_done_at = now(), started_at = now()"))
+        await conn.execute(
+            text("UPDATE mailing SET paused_at = now() WHERE id = :p"), {"p": paused}
+        )
+
+    assert await scheduler.requeue_lost_jobs() == 2
+
+    async with clean_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT client_id, status, next_attempt_at FROM message ORDER BY client_id")
+            )
+        ).all()
+    by_client = {r.client_id: (r.status, r.next_attempt_at) for r in rows}
+    assert by_client[1] == ("pending", None)
+    assert by_client[3] == ("pending", None)
+    assert by_client[2][0] == "pending"
+    assert by_client[4][0] == "retrying"
+    assert by_client[7][0] == "pending"
+    jobs = await drain_jobs(broker)
+    assert sorted(m for job in jobs for m in job.message_ids) == [1, 3]
+    # Requeued now: not lost again before another stale_job_s has passed.
+    assert await scheduler.requeue_lost_jobs() == 0
+    assert await drain_jobs(broker) == []
+
+
+async def test_no_job_is_assumed_lost_while_the_delivery_queue_has_a_backlog(
+    scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 2)
+        mailing_id = await insert_mailing(conn)
+        await conn.execute(
+            text(
+                """
+                INSERT INTO message (mailing_id, client_id, status, updated_at)
+                SELECT :m, id, 'pending', now() - interval '1 h' FROM client
+                """
+            ),
+            {"m": mailing_id},
+        )
+        await conn.execute(text("UPDATE mailing SET fanout_done_at = now(), started_at = now()"))
+    publisher = await Publisher.open(broker)
+    await publisher.publish_all(delivery_jobs(mailing_id, [1], 50))
+
+    assert await scheduler.requeue_lost_jobs() == 0
+    assert [job.message_ids for job in await drain_jobs(broker)] == [[1]]
+    assert await scheduler.requeue_lost_jobs() == 2
+
+
 async def test_ended_mailing_expires_idle_messages_and_finishes_when_settled(
     scheduler: Scheduler, clean_engine: AsyncEngine
 ) -> None:

@@ -117,6 +117,13 @@ class Message(Base):
             postgresql_where=text("status = 'deferred'"),
         ),
         Index("ix_message_lease", "lease_until", postgresql_where=text("status = 'sending'")),
+        # The lost-job sweep (scheduler): messages waiting long for a job that never came.
+        Index(
+            "ix_message_pending_since", "updated_at", postgresql_where=text("status = 'pending'")
+        ),
+        Index(
+            "ix_message_retry_due", "next_attempt_at", postgresql_where=text("status = 'retrying'")
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -144,6 +151,10 @@ class Outbox(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     expiration_ms: Mapped[int | None] = mapped_column(Integer)
+    # Failed relay attempts; a row the broker keeps refusing is quarantined, not retried.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    quarantined_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
 class MailingMessageCount(Base):

@@ -16,6 +16,7 @@ from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
 from herald_common.settings import settings_or_exit
 from herald_common.topology import SCHEDULER_EVENTS_QUEUE, declare_topology
+from herald_scheduler.backlog import DeliverBacklog
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
 
@@ -28,7 +29,8 @@ async def serve(settings: SchedulerSettings) -> None:
     channel = await connection.channel()
     await declare_topology(channel, retry_tiers(settings.retry_base_ms, settings.retry_max_ms))
     publisher = await Publisher.open(connection)
-    scheduler = Scheduler(engine, publisher, settings)
+    backlog = DeliverBacklog(connection)
+    scheduler = Scheduler(engine, publisher, settings, backlog.ready_jobs)
 
     async def on_event(message: AbstractIncomingMessage) -> None:
         async with message.process():

@@ -22,7 +22,8 @@ FANOUT_CHUNK_SECONDS = Histogram(
 )
 REQUEUED = Counter(
     "herald_scheduler_requeued_messages",
-    "Messages given a new delivery job: window_opened (deferred) or lease_expired (dead sender).",
+    "Messages given a new delivery job: window_opened (deferred), lease_expired (dead sender) "
+    "or job_lost (no job for them in the broker any more).",
     ["reason"],
 )
 ACTIVE_MESSAGES = Gauge(

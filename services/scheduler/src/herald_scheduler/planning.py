@@ -7,7 +7,7 @@ a crash resumes from ``fanout_cursor`` and ``ON CONFLICT DO NOTHING`` absorbs an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -224,6 +224,48 @@ async def recover_expired_leases(conn: AsyncConnection, limit: int) -> list[tupl
         {
             "pending": MessageStatus.PENDING.value,
             "sending": MessageStatus.SENDING.value,
+            "limit": limit,
+        },
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def requeue_lost_jobs(
+    conn: AsyncConnection, limit: int, stale_after: timedelta
+) -> list[tuple[int, int]]:
+    """Messages whose delivery job is gone (a purged queue, a broker that lost its data) get
+    one again: ``pending`` ones unchanged for ``stale_after``, and ``retrying`` ones that
+    many seconds past their ``next_attempt_at`` beyond the lateness a retry queue allows.
+
+    A retry job's delay is at least 3/4 of its queue's TTL and a queue expires from its head,
+    so a job can come back at most a third of its delay late: ``(next_attempt_at -
+    updated_at) / 3``. Both become ``pending`` with ``updated_at = now()``, so a message gets
+    at most one new job per ``stale_after``. Call this only when the delivery queue holds no
+    ready job: otherwise a message may just be waiting its turn behind a backlog, and a second
+    job per message would only grow it. Duplicate jobs are harmless (the claim skips a
+    message that is no longer claimable). Paused, deleted and ended mailings are left to
+    their own sweeps.
+    """
+    rows = await conn.execute(
+        text(
+            """
+            UPDATE message SET status = :pending, next_attempt_at = NULL, updated_at = now()
+            WHERE id IN (
+                SELECT m.id FROM message m JOIN mailing ml ON ml.id = m.mailing_id
+                WHERE ((m.status = :pending AND m.updated_at < now() - :stale)
+                    OR (m.status = :retrying AND m.next_attempt_at
+                        < now() - :stale - (m.next_attempt_at - m.updated_at) / 3))
+                  AND ml.deleted_at IS NULL AND ml.paused_at IS NULL AND ml.ends_at > now()
+                ORDER BY m.id LIMIT :limit
+                FOR UPDATE OF m SKIP LOCKED
+            )
+            RETURNING id, mailing_id
+            """
+        ),
+        {
+            "pending": MessageStatus.PENDING.value,
+            "retrying": MessageStatus.RETRYING.value,
+            "stale": stale_after,
             "limit": limit,
         },
     )

@@ -32,13 +32,26 @@ GAUGES_EVERY_S = 5.0
 PROGRESS_EVERY_S = 10.0
 
 Requeue = Callable[[AsyncConnection, int], Awaitable[list[tuple[int, int]]]]
+ReadyJobs = Callable[[], Awaitable[int | None]]
+
+
+async def _unknown_backlog() -> int | None:
+    return None
 
 
 class Scheduler:
-    def __init__(self, engine: AsyncEngine, publisher: Publisher, settings: SchedulerSettings):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publisher: Publisher,
+        settings: SchedulerSettings,
+        ready_jobs: ReadyJobs = _unknown_backlog,
+    ):
         self._engine = engine
         self._publisher = publisher
         self._settings = settings
+        # Jobs ready in the delivery queue (None: unknown); gates the lost-job sweep.
+        self._ready_jobs = ready_jobs
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_housekeeping = 0.0
@@ -183,6 +196,18 @@ class Scheduler:
         limit = self._settings.sweep_batch_size
         return opened == limit or orphans == limit
 
+    async def requeue_lost_jobs(self) -> int:
+        """Messages whose job the broker no longer holds get a new one, but only while the
+        delivery queue is empty: a backlog means they may just be waiting their turn."""
+        if await self._ready_jobs() != 0:
+            return 0
+        stale = timedelta(seconds=self._settings.stale_job_s)
+
+        async def sweep(conn: AsyncConnection, limit: int) -> list[tuple[int, int]]:
+            return await planning.requeue_lost_jobs(conn, limit, stale)
+
+        return await self._requeue(sweep, "job_lost")
+
     async def _requeue(self, sweep: Requeue, reason: str) -> int:
         async def step() -> tuple[list[tuple[int, int]], list[int], list[Outgoing]]:
             async with self._engine.begin() as conn:
@@ -197,7 +222,7 @@ class Scheduler:
             return 0
         metrics.REQUEUED.labels(reason).inc(len(moved))
         MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(len(moved))
-        emit = log.warning if reason == "lease_expired" else log.info
+        emit = log.info if reason == "window_opened" else log.warning
         for mailing_id, ids in group_by_mailing(moved).items():
             emit("messages_requeued", reason=reason, mailing_id=mailing_id, message_ids=ids)
         await self._publish(outbox_ids, jobs)
@@ -213,6 +238,7 @@ class Scheduler:
                 return expired, finished
 
         expired, finished = await with_retries(step)
+        lost = await self.requeue_lost_jobs()
         if expired:
             MESSAGE_TRANSITIONS.labels(MessageStatus.EXPIRED).inc(expired)
             log.info("messages_expired", messages=expired)
@@ -230,7 +256,8 @@ class Scheduler:
         if relayed:
             metrics.OUTBOX_RELAYED.inc(relayed)
             log.info("outbox_relayed", jobs=relayed)
-        return expired == self._settings.sweep_batch_size or relayed > 0
+        limit = self._settings.sweep_batch_size
+        return expired == limit or lost == limit or relayed > 0
 
     async def refresh_gauges(self) -> None:
         async with self._engine.connect() as conn:

@@ -23,3 +23,13 @@ class SchedulerSettings(HeraldSettings, RetrySettings):
         default=10, ge=0, description="Age after which the relay publishes an outbox row."
     )
     sweep_batch_size: int = Field(default=5_000, ge=1, le=100_000)
+    stale_job_s: float = Field(
+        default=60,
+        gt=0,
+        le=86_400,
+        description=(
+            "A pending message unchanged this long, or a retrying one this far past its retry "
+            "time, is given a new delivery job while the delivery queue holds no ready job: "
+            "its job was lost (a purged queue, a broker that lost its data)."
+        ),
+    )

@@ -87,6 +87,16 @@ class ManagementClient:
         """Delete `name` with everything in it; a missing vhost is fine."""
         self._expect("DELETE", f"/api/vhosts/{quote(name, safe='')}", ok=(204, 404))
 
+    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
+        """The queues of ``vhost`` by name, as the management API describes them."""
+        _, body = self._expect("GET", f"/api/queues/{quote(vhost, safe='')}", ok=(200,))
+        return {item["name"]: item for item in body}
+
+    def purge_queue(self, vhost: str, name: str) -> None:
+        """Drop every ready message of a queue (what an operator's "Purge" button does)."""
+        path = f"/api/queues/{quote(vhost, safe='')}/{quote(name, safe='')}/contents"
+        self._expect("DELETE", path, ok=(204,))
+
     def _expect(
         self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...]
     ) -> tuple[int, Any]:
