@@ -9,7 +9,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from herald_common.settings import HeraldSettings, to_sqlalchemy_url
+from herald_common.settings import HeraldSettings
 
 T = TypeVar("T")
 
@@ -17,22 +17,45 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
+# A peer that vanished without closing (a node lost, a cable pulled) is noticed within
+# idle + interval × count seconds, instead of the kernel's two hours.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
 def create_engine(
     settings: HeraldSettings | str, pool_size: int | None = None, *, pre_ping: bool = True
 ) -> AsyncEngine:
     """``pre_ping`` costs a round trip per checkout; workers that retry or requeue any
     transaction that fails on a dead connection turn it off (SQLAlchemy then drops the whole
-    pool at the first disconnect error, so a database restart costs one failed attempt)."""
-    url = settings if isinstance(settings, str) else settings.sqlalchemy_url
-    size = pool_size or (10 if isinstance(settings, str) else settings.db_pool_size)
+    pool at the first disconnect error, so a database restart costs one failed attempt).
+
+    Every connection has a connect timeout, a statement timeout and TCP keepalives, and a
+    checkout waits a bounded time: a database that hangs rather than refuses is an error
+    after a known time, never a worker stuck for good.
+    """
+    if isinstance(settings, str):
+        # A bare URL (tests, tools): every other setting at its default, none read from env.
+        settings = HeraldSettings.model_construct(database_url=settings, amqp_url="")
+    size = pool_size or settings.db_pool_size
+    options = f"-c timezone=UTC -c statement_timeout={settings.db_statement_timeout_ms}"
     return create_async_engine(
-        to_sqlalchemy_url(url),
+        settings.sqlalchemy_url,
         pool_size=size,
         max_overflow=size,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
+        pool_timeout=settings.db_pool_timeout_s,
         # Every timestamp leaves PostgreSQL in UTC, whatever the server default.
-        connect_args={"options": "-c timezone=UTC"},
+        connect_args={
+            "options": options,
+            "connect_timeout": settings.db_connect_timeout_s,
+            **KEEPALIVES,
+        },
     )
 
 

@@ -39,6 +39,18 @@ class HeraldSettings(BaseSettings):
         default="", description="Name of this replica in logs (defaults to the host name)."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_connect_timeout_s: int = Field(
+        default=5, ge=1, le=300, description="Limit of opening one database connection."
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        le=3_600_000,
+        description="PostgreSQL cancels a statement running longer (0: no limit).",
+    )
+    db_pool_timeout_s: float = Field(
+        default=10, gt=0, le=300, description="Wait for a free pooled connection at most this."
+    )
     metrics_host: str = Field(
         default="127.0.0.1", description="Where workers serve /metrics (0.0.0.0 in a cluster)."
     )
