@@ -27,6 +27,12 @@ def delivery_jobs(mailing_id: int, message_ids: Sequence[int], job_size: int) ->
     ]
 
 
+def redelivery_job(mailing_id: int, message_ids: Sequence[int]) -> Outgoing:
+    """A fresh copy of a job for the delivery queue (its broker delivery count starts over)."""
+    (job,) = delivery_jobs(mailing_id, message_ids, len(message_ids))
+    return job
+
+
 def retry_job(mailing_id: int, message_id: int, tier_ms: int, delay_ms: int) -> Outgoing:
     """One message for the retry queue of ``tier_ms``; it expires back into delivery."""
     return Outgoing(

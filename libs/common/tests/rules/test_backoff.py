@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from herald_common.rules.backoff import JITTER_FLOOR, RetryDelay, retry_delay, retry_tiers
+from herald_common.rules.backoff import (
+    JITTER_FLOOR,
+    RetryDelay,
+    database_pause_s,
+    retry_delay,
+    retry_tiers,
+)
 
 TIERS = [1000, 2000, 4000, 8000]
 JITTERS = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999999]
@@ -149,3 +155,13 @@ def test_retry_delay_never_below_at_least_or_own_tier(
     # The tier chosen is the first that covers the wish (or the last one).
     earlier = [t for t in TIERS if own_tier <= t < delay.tier_ms]
     assert all(t < at_least_ms for t in earlier)
+
+
+@pytest.mark.parametrize(
+    ("failures", "pause_s"),
+    [(0, 0.0), (1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (50, 30.0), (10_000, 30.0)],
+)
+def test_the_database_pause_doubles_from_one_second_up_to_thirty(
+    failures: int, pause_s: float
+) -> None:
+    assert database_pause_s(failures) == pause_s

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.rules.breaker import CallKind, CircuitBreaker, CircuitState
@@ -30,6 +31,8 @@ THROTTLE = "provider"
 REFRESH_S = 1.0
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_NAP_S = 1.0
+# A 429 asking for a pause within this of the one already held is not written again.
+PAUSE_SLACK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class ProviderGate:
         self._paused_until = 0.0  # epoch seconds, from the shared row
         self._refreshed_at = 0.0
         self._published: CircuitState | None = None
+        # One pause write at a time: the calls in flight that all got a 429 share it.
+        self._pause_lock = asyncio.Lock()
         self._publish_state()
 
     @property
@@ -127,22 +132,37 @@ class ProviderGate:
             log.info("provider_circuit_closed", http_status=result.http_status)
 
     async def pause_all(self, seconds: float) -> None:
-        """Every replica holds its calls for ``seconds`` (a provider's Retry-After)."""
+        """Every replica holds its calls for ``seconds`` (a provider's Retry-After).
+
+        Written once per replica, not once per call: the calls in flight when the provider
+        starts answering 429 all come back at once, and a pause this replica already holds
+        (within ``PAUSE_SLACK_S``) is not written again. The outcome of the call that asked
+        does not depend on the write: if the database cannot take it, this replica pauses
+        alone and the others learn of the 429 from their own calls.
+        """
         metrics.THROTTLED.inc()
-        async with self._engine.begin() as conn:
-            until = await conn.scalar(
-                text(
-                    """
-                    UPDATE provider_throttle SET paused_until = greatest(
-                        coalesce(paused_until, now()), now() + make_interval(secs => :s))
-                    WHERE name = :name
-                    RETURNING extract(epoch FROM paused_until)
-                    """
-                ),
-                {"s": seconds, "name": THROTTLE},
-            )
-        self._paused_until = max(self._paused_until, float(until or 0))
-        log.warning("provider_asked_to_slow_down", pause_s=seconds)
+        async with self._pause_lock:
+            wanted = time.time() + seconds
+            if self._paused_until >= wanted - PAUSE_SLACK_S:
+                return
+            try:
+                async with self._engine.begin() as conn:
+                    until = await conn.scalar(
+                        text(
+                            """
+                            UPDATE provider_throttle SET paused_until = greatest(
+                                coalesce(paused_until, now()), now() + make_interval(secs => :s))
+                            WHERE name = :name
+                            RETURNING extract(epoch FROM paused_until)
+                            """
+                        ),
+                        {"s": seconds, "name": THROTTLE},
+                    )
+            except SQLAlchemyError as error:
+                until = wanted
+                log.warning("provider_pause_not_shared", pause_s=seconds, error=repr(error))
+            self._paused_until = max(self._paused_until, float(until or wanted))
+            log.warning("provider_asked_to_slow_down", pause_s=seconds)
 
     async def _refresh(self, now: float) -> None:
         if now - self._refreshed_at < REFRESH_S:

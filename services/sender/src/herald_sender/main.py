@@ -59,7 +59,7 @@ async def serve(settings: SenderSettings) -> None:
             rate_per_s=settings.rate_limit_per_s,
             burst=settings.rate_limit_burst,
         )
-        worker = DeliveryWorker(engine, provider, recorder, settings, gate)
+        worker = DeliveryWorker(engine, provider, recorder, settings, gate, publisher)
         queue = await channel.get_queue(DELIVER_QUEUE)
         tag = await queue.consume(worker.on_message)
         log.info("sender_started", concurrency=settings.sender_concurrency)

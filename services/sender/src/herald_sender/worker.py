@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -18,14 +19,15 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from herald_common.broker import Publisher
 from herald_common.contracts import DeliveryJob
 from herald_common.db import with_retries
-from herald_common.jobs import retry_job
+from herald_common.jobs import redelivery_job, retry_job
 from herald_common.metrics import MESSAGE_TRANSITIONS
-from herald_common.rules.backoff import retry_tiers
+from herald_common.rules.backoff import database_pause_s, retry_tiers
 from herald_common.rules.breaker import CircuitBreaker, CircuitState
 from herald_common.rules.delivery import (
     Action,
@@ -44,7 +46,6 @@ from herald_sender.settings import SenderSettings
 from herald_sender.slots import Slots
 
 log = structlog.get_logger()
-REQUEUE_PAUSE_S = 1.0
 
 _SETTLED_LOG = {
     Action.CANCEL: "message_cancelled",
@@ -72,8 +73,14 @@ class DeliveryWorker:
         recorder: Recorder,
         settings: SenderSettings,
         gate: ProviderGate | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self._engine = engine
+        # Puts a job the database could not serve back in the queue as a fresh message.
+        self._publisher = publisher
+        # Failed database tries in a row, and until when (monotonic) jobs leave it alone.
+        self._db_failures = 0
+        self._db_paused_until = 0.0
         self._gate = gate or ProviderGate(engine, CircuitBreaker())
         self._provider = provider
         self._recorder = recorder
@@ -115,20 +122,52 @@ class DeliveryWorker:
             return
         ids = {"mailing_id": job.mailing_id, "message_ids": job.message_ids}
         log.info("job_received", **ids, redelivered=message.redelivered)
+        pause_s = self._db_paused_until - time.monotonic()
+        if pause_s > 0:
+            await asyncio.sleep(pause_s)
         try:
             await self.deliver(job)
-        except (DBAPIError, OSError) as error:
-            # The database is away: not the job's fault. Give it back and slow down a little.
-            log.warning("job_requeued", **ids, error=repr(error))
-            await asyncio.sleep(REQUEUE_PAUSE_S)
-            await self._settle(message.nack(requeue=True), "requeued", ids)
+        except (SQLAlchemyError, OSError) as error:
+            # The database is away, slow, out of connections, or refuses a statement: not the
+            # job's fault, whatever the error. Give the job back; this replica leaves the
+            # database alone for a while (the jobs in hand wait too).
+            pause_s = self._database_failed()
+            log.warning("job_requeued", **ids, error=repr(error), database_pause_s=pause_s)
+            await self._requeue(message, job, ids)
             return
         except Exception as error:
             # Not a provider problem (those are outcomes): park the job for a human.
             log.exception("job_dead_lettered", **ids, error=repr(error))
             await self._settle(message.reject(requeue=False), "dead_lettered", ids)
             return
+        self._db_failures = 0
         await self._settle(message.ack(), "acked", ids)
+
+    def _database_failed(self) -> float:
+        """Count a failure once per pause (the jobs that were waiting it out fail together)
+        and return how long the pause now lasts."""
+        now = time.monotonic()
+        if now >= self._db_paused_until:
+            self._db_failures += 1
+            self._db_paused_until = now + database_pause_s(self._db_failures)
+        return round(self._db_paused_until - now, 3)
+
+    async def _requeue(
+        self, message: AbstractIncomingMessage, job: DeliveryJob, ids: dict[str, Any]
+    ) -> None:
+        """A fresh copy of the job goes to the back of the queue, then the original is acked:
+        a nack would count towards the queue's delivery limit, and an outage of the database
+        must not send jobs to the dead letters. Messages of the job already claimed are
+        skipped when the copy comes back."""
+        if self._publisher is not None:
+            try:
+                await self._publisher.publish(redelivery_job(job.mailing_id, job.message_ids))
+            except Exception as error:
+                log.warning("job_republish_failed", **ids, error=repr(error))
+            else:
+                await self._settle(message.ack(), "requeued", ids)
+                return
+        await self._settle(message.nack(requeue=True), "requeued", ids)
 
     async def _settle(
         self, action: Awaitable[None], result: str, ids: dict[str, Any] | None = None
