@@ -276,6 +276,47 @@ async def test_patch_making_ends_at_not_after_starts_at_is_422_and_changes_nothi
     assert (await api.get(f"{MAILINGS}/{mailing['id']}")).json() == mailing
 
 
+async def test_patch_of_a_mailing_whose_end_has_passed_is_409_and_changes_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    now = utcnow()
+    mailing = await create(
+        api, starts_at=iso(now - timedelta(hours=2)), ends_at=iso(now - timedelta(seconds=1))
+    )
+
+    for change in (
+        {"text": "too late"},
+        {"ends_at": iso(now + timedelta(hours=1))},  # reopening it would restart its fan-out
+        {"send_window": {"start": "09:00", "end": "18:00"}},
+    ):
+        response = await api.patch(f"{MAILINGS}/{mailing['id']}", json=change)
+
+        assert response.status_code == 409, response.text
+        body = response.json()
+        assert body["code"] == "mailing_ended"
+        assert "ended at" in body["detail"]
+    assert (await api.get(f"{MAILINGS}/{mailing['id']}")).json() == mailing
+
+
+async def test_patch_moving_the_end_to_within_ten_seconds_is_422_but_later_ends_are_fine(
+    api: httpx.AsyncClient,
+) -> None:
+    mailing = await create(api)
+    now = utcnow()
+
+    soon = await api.patch(
+        f"{MAILINGS}/{mailing['id']}", json={"ends_at": iso(now + timedelta(seconds=3))}
+    )
+    assert_invalid(soon, "body", "ends_at")
+    assert "pause or delete" in soon.json()["detail"][0]["msg"]
+    assert (await api.get(f"{MAILINGS}/{mailing['id']}")).json() == mailing
+
+    later = await api.patch(
+        f"{MAILINGS}/{mailing['id']}", json={"ends_at": iso(now + timedelta(minutes=1))}
+    )
+    assert later.status_code == 200, later.text
+
+
 async def test_patch_with_null_for_a_required_field_is_422(api: httpx.AsyncClient) -> None:
     mailing = await create(api)
 

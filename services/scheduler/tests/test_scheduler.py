@@ -369,6 +369,86 @@ async def test_ended_mailing_expires_idle_messages_and_finishes_when_settled(
         assert await conn.scalar(text("SELECT finished_at IS NOT NULL FROM mailing")) is True
 
 
+async def test_the_end_expires_idle_messages_even_of_a_mailing_marked_finished(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    now = utcnow()
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 3)
+        mailing_id = await insert_mailing(
+            conn, starts_at=now - timedelta(hours=1), ends_at=now - timedelta(seconds=1)
+        )
+        await conn.execute(
+            text(
+                """
+                INSERT INTO message (mailing_id, client_id, status) VALUES
+                (:m, 1, 'deferred'), (:m, 2, 'retrying'), (:m, 3, 'sent')
+                """
+            ),
+            {"m": mailing_id},
+        )
+        # As a lost race could leave it: finished, yet with messages still waiting.
+        await conn.execute(text("UPDATE mailing SET finished_at = now(), fanout_done_at = now()"))
+
+    await scheduler.housekeeping()
+
+    async with clean_engine.connect() as conn:
+        assert await status_counts(conn, mailing_id) == {"expired": 2, "sent": 1}
+
+
+async def test_finishing_cannot_race_a_retry_failed_that_reopens_the_mailing(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 2)
+        mailing_id = await insert_mailing(conn)
+        await conn.execute(
+            text(
+                "INSERT INTO message (mailing_id, client_id, status) "
+                "SELECT :m, id, 'failed' FROM client"
+            ),
+            {"m": mailing_id},
+        )
+        await conn.execute(text("UPDATE mailing SET fanout_done_at = now(), started_at = now()"))
+
+    # What POST /mailings/{id}/retry-failed does, held open while the scheduler finishes.
+    retry = await clean_engine.connect()
+    await retry.execute(
+        text("SELECT id FROM mailing WHERE id = :m FOR NO KEY UPDATE"), {"m": mailing_id}
+    )
+    await retry.execute(
+        text("UPDATE message SET status = 'deferred', attempts = 0, next_attempt_at = now()")
+    )
+    await retry.execute(
+        text("UPDATE mailing SET updated_at = now() WHERE id = :m"), {"m": mailing_id}
+    )
+    housekeeping = asyncio.create_task(scheduler.housekeeping())
+    await asyncio.sleep(0.5)
+    await retry.commit()
+    await retry.close()
+    await housekeeping
+    await scheduler.housekeeping()  # a later round, with the lock gone, judges it afresh
+
+    async with clean_engine.connect() as conn:
+        finished = await conn.scalar(text("SELECT finished_at FROM mailing"))
+        assert await status_counts(conn, mailing_id) == {"deferred": 2}
+    assert finished is None, "finished while two messages had work again"
+
+
+async def test_a_finished_mailing_never_starts_its_fan_out_again(
+    scheduler: Scheduler, clean_engine: AsyncEngine
+) -> None:
+    async with clean_engine.begin() as conn:
+        await insert_clients(conn, 5)
+        mailing_id = await insert_mailing(conn)
+        await conn.execute(text("UPDATE mailing SET finished_at = now()"))
+
+    await run_until_idle(scheduler)
+
+    async with clean_engine.connect() as conn:
+        assert await status_counts(conn, mailing_id) == {}
+
+
 async def test_a_finished_mailing_has_its_counter_shards_folded(
     scheduler: Scheduler, clean_engine: AsyncEngine, broker: AbstractRobustConnection
 ) -> None:

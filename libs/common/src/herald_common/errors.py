@@ -4,13 +4,15 @@ HeraldError
 ├── NotFound            an entity id that does not exist (or was deleted)   → 404
 ├── Conflict            the request contradicts the current state           → 409
 │   ├── DuplicatePhone  another live client already has this phone
-│   └── MailingStarted  a started mailing's filter or start cannot change
+│   ├── MailingStarted  a started mailing's filter or start cannot change
+│   └── MailingEnded    a mailing whose end has passed cannot change
 └── InvalidInput        a value that passed the schema but breaks a rule    → 422
     └── IdempotencyKeyReused  an Idempotency-Key sent again with another request
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 
@@ -59,6 +61,17 @@ class MailingStarted(Conflict):
         super().__init__(f"mailing {mailing_id} has started: {names} can no longer change")
         self.mailing_id = mailing_id
         self.fields = fields
+
+
+class MailingEnded(Conflict):
+    code = "mailing_ended"
+
+    def __init__(self, mailing_id: int, ends_at: datetime) -> None:
+        super().__init__(
+            f"mailing {mailing_id} ended at {ends_at.isoformat()}: it can no longer be changed "
+            "(its messages are settled against that end; create a new mailing instead)"
+        )
+        self.mailing_id = mailing_id
 
 
 class InvalidInput(HeraldError):

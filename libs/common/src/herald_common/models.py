@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from herald_common.statuses import ALL_STATUSES
+from herald_common.statuses import ALL_STATUSES, IDLE_STATUSES
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -162,6 +162,16 @@ class MailingMessageCount(Base):
     triggers on ``message`` (migrations 0002, 0004)."""
 
     __tablename__ = "mailing_message_count"
+    __table_args__ = (
+        # The expiry sweep's lookup of mailings with idle messages (scheduler planning).
+        Index(
+            "ix_mailing_message_count_idle",
+            "mailing_id",
+            postgresql_where=text(
+                "status IN (" + ", ".join(f"'{s.value}'" for s in sorted(IDLE_STATUSES)) + ")"
+            ),
+        ),
+    )
 
     mailing_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("mailing.id"), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)

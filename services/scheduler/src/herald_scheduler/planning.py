@@ -16,6 +16,9 @@ from herald_common.models import IDEMPOTENCY_KEEP_HOURS
 from herald_common.statuses import IDLE_STATUSES, TERMINAL_STATUSES, MessageStatus
 
 IDLE = sorted(s.value for s in IDLE_STATUSES)
+# Spelled out in the statement, not bound: only then can the planner use the partial index
+# ix_mailing_message_count_idle, whose predicate is this list.
+IDLE_SQL = ", ".join(f"'{status}'" for status in IDLE)
 UNSETTLED = sorted(s.value for s in MessageStatus if s not in TERMINAL_STATUSES)
 
 
@@ -57,7 +60,7 @@ async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
                 SELECT id, starts_at, fanout_cursor, filter_operator_codes, filter_tags, started_at
                 FROM mailing
                 WHERE deleted_at IS NULL AND fanout_done_at IS NULL AND paused_at IS NULL
-                  AND starts_at <= now() AND ends_at > now()
+                  AND finished_at IS NULL AND starts_at <= now() AND ends_at > now()
                 ORDER BY starts_at, id
                 LIMIT 1
                 FOR NO KEY UPDATE SKIP LOCKED
@@ -275,14 +278,23 @@ async def requeue_lost_jobs(
 async def expire_ended(conn: AsyncConnection, limit: int) -> int:
     """Idle messages of mailings whose end has passed become ``expired``. Returns a count.
 
-    The ended mailings are looked up first (a few rows, on an index): a single statement
+    The end decides, whatever ``finished_at`` says: the mailings are those past their end
+    whose counters still show idle messages (a partial index holds just the idle counter
+    rows, which only unfinished mailings have). They are looked up first: a single statement
     joining them to ``message`` let the planner walk the whole message table in id order
     every second, looking for rows that are almost never there.
     """
     ended = list(
         (
             await conn.execute(
-                text("SELECT id FROM mailing WHERE finished_at IS NULL AND ends_at <= now()")
+                text(
+                    f"""
+                    SELECT c.mailing_id FROM mailing_message_count c
+                    JOIN mailing ml ON ml.id = c.mailing_id
+                    WHERE c.status IN ({IDLE_SQL}) AND ml.ends_at <= now()
+                    GROUP BY c.mailing_id HAVING sum(c.count) > 0
+                    """
+                )
             )
         ).scalars()
     )
@@ -308,26 +320,56 @@ async def expire_ended(conn: AsyncConnection, limit: int) -> int:
     return result.rowcount
 
 
+_SETTLED = """
+    NOT EXISTS (
+        SELECT 1 FROM mailing_message_count c
+        WHERE c.mailing_id = ml.id AND c.status = ANY(CAST(:unsettled AS varchar[]))
+        GROUP BY c.status HAVING sum(c.count) > 0
+    )
+"""
+
+
 async def finish_settled(conn: AsyncConnection) -> list[int]:
-    """Mark finished the mailings with nothing left to do: ended, deleted, or all settled."""
+    """Mark finished the mailings with nothing left to do: ended, deleted, or all settled.
+
+    In two statements. The first locks the candidates (``SKIP LOCKED``: a mailing that
+    retry-failed, pause or resume holds right now is left for the next round). The second
+    counts again and marks: it runs on a snapshot taken after the locks were granted, so it
+    sees what a retry-failed that committed meanwhile moved out of ``failed``. A single
+    UPDATE re-checks a row changed under it against its own older snapshot of the counters,
+    and could finish a mailing that had just been given work again.
+    """
+    candidates = list(
+        (
+            await conn.execute(
+                text(
+                    f"""
+                    SELECT ml.id FROM mailing ml
+                    WHERE ml.finished_at IS NULL
+                      AND (ml.ends_at <= now() OR ml.deleted_at IS NOT NULL
+                           OR ml.fanout_done_at IS NOT NULL)
+                      AND {_SETTLED}
+                    ORDER BY ml.id
+                    FOR NO KEY UPDATE SKIP LOCKED
+                    """
+                ),
+                {"unsettled": UNSETTLED},
+            )
+        ).scalars()
+    )
+    if not candidates:
+        return []
     rows = await conn.execute(
         text(
-            """
+            f"""
             UPDATE mailing ml SET finished_at = now()
-            WHERE ml.finished_at IS NULL
-              AND (ml.ends_at <= now() OR ml.deleted_at IS NOT NULL
-                   OR ml.fanout_done_at IS NOT NULL)
-              AND NOT EXISTS (
-                  SELECT 1 FROM mailing_message_count c
-                  WHERE c.mailing_id = ml.id AND c.status = ANY(CAST(:unsettled AS varchar[]))
-                  GROUP BY c.status HAVING sum(c.count) > 0
-              )
+            WHERE ml.id = ANY(CAST(:ids AS bigint[])) AND ml.finished_at IS NULL AND {_SETTLED}
             RETURNING ml.id
             """
         ),
-        {"unsettled": UNSETTLED},
+        {"ids": candidates, "unsettled": UNSETTLED},
     )
-    return [r[0] for r in rows]
+    return sorted(r[0] for r in rows)
 
 
 async def fold_counters(conn: AsyncConnection, mailing_ids: list[int]) -> None:
@@ -458,7 +500,8 @@ async def next_start_in_s(conn: AsyncConnection) -> float | None:
         text(
             """
             SELECT extract(epoch FROM min(starts_at) - now()) FROM mailing
-            WHERE deleted_at IS NULL AND fanout_done_at IS NULL AND starts_at > now()
+            WHERE deleted_at IS NULL AND fanout_done_at IS NULL AND finished_at IS NULL
+              AND starts_at > now()
             """
         )
     )

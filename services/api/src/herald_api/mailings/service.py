@@ -20,9 +20,9 @@ from herald_api.mailings.schemas import (
     StatsTotals,
 )
 from herald_api.messages import move_messages
-from herald_common.errors import Conflict, InvalidInput, MailingStarted, NotFound
+from herald_common.errors import Conflict, InvalidInput, MailingEnded, MailingStarted, NotFound
 from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
-from herald_common.rules.mailings import has_started, mailing_state
+from herald_common.rules.mailings import end_move_refusal, has_started, mailing_state
 from herald_common.rules.progress import Sample, estimate_progress
 from herald_common.stats import count_live_messages, count_messages, empty_counts
 from herald_common.statuses import (
@@ -97,6 +97,12 @@ async def update_mailing(
     # The row lock orders this against the scheduler starting the mailing.
     mailing = await get_mailing(session, mailing_id, lock=True)
     given = data.model_fields_set
+    if now >= mailing.ends_at:
+        raise MailingEnded(mailing.id, mailing.ends_at)
+    if data.ends_at is not None:
+        refusal = end_move_refusal(now, mailing.ends_at, data.ends_at)
+        if refusal is not None:
+            raise InvalidInput("ends_at", refusal)
     if has_started(now, mailing.starts_at, mailing.started_at):
         frozen = []
         if data.starts_at is not None and data.starts_at != mailing.starts_at:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# The idle statuses as of this revision (a migration is a frozen snapshot).
+IDLE_PREDICATE = "status IN ('deferred', 'paused', 'pending', 'retrying')"
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -33,12 +36,20 @@ def upgrade() -> None:
         ["next_attempt_at"],
         postgresql_where=sa.text("status = 'retrying'"),
     )
+    # The expiry sweep: which mailings still have idle messages (only unfinished ones do).
+    op.create_index(
+        "ix_mailing_message_count_idle",
+        "mailing_message_count",
+        ["mailing_id"],
+        postgresql_where=sa.text(IDLE_PREDICATE),
+    )
     op.add_column("outbox", sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("outbox", sa.Column("last_error", sa.Text()))
     op.add_column("outbox", sa.Column("quarantined_at", sa.DateTime(timezone=True)))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_mailing_message_count_idle", table_name="mailing_message_count")
     op.drop_column("outbox", "quarantined_at")
     op.drop_column("outbox", "last_error")
     op.drop_column("outbox", "attempts")
