@@ -7,7 +7,7 @@ import pytest
 from herald_common.rules.backoff import (
     JITTER_FLOOR,
     RetryDelay,
-    database_pause_s,
+    pause_after_failures_s,
     retry_delay,
     retry_tiers,
 )
@@ -161,7 +161,7 @@ def test_retry_delay_never_below_at_least_or_own_tier(
     ("failures", "pause_s"),
     [(0, 0.0), (1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (50, 30.0), (10_000, 30.0)],
 )
-def test_the_database_pause_doubles_from_one_second_up_to_thirty(
+def test_the_pause_after_failures_doubles_from_one_second_up_to_thirty(
     failures: int, pause_s: float
 ) -> None:
-    assert database_pause_s(failures) == pause_s
+    assert pause_after_failures_s(failures) == pause_s

@@ -29,10 +29,25 @@ REQUEUED = Counter(
 ACTIVE_MESSAGES = Gauge(
     "herald_active_messages", "Messages of unfinished mailings by status.", ["status"]
 )
-OUTBOX_BACKLOG = Gauge("herald_outbox_backlog", "Outbox rows not yet published.")
+OUTBOX_BACKLOG = Gauge(
+    "herald_outbox_backlog", "Outbox rows not yet published (quarantined ones not counted)."
+)
+OUTBOX_QUARANTINED = Gauge(
+    "herald_outbox_quarantined",
+    "Outbox rows the broker kept refusing (unroutable), set aside for a human.",
+)
+OUTBOX_QUARANTINED_ROWS = Counter(
+    "herald_outbox_quarantined_rows", "Outbox rows quarantined by the relay."
+)
 OUTBOX_RELAYED = Counter(
     "herald_outbox_relayed_jobs", "Jobs the relay published because their writer did not."
 )
 TICK_ERRORS = Counter(
-    "herald_scheduler_tick_errors", "Scheduler rounds that failed (database or broker away)."
+    "herald_scheduler_tick_errors",
+    "Scheduler steps that failed (database or broker away, a mailing whose fan-out fails).",
+    ["step"],
+)
+FANOUT_FAILURES = Counter(
+    "herald_scheduler_fanout_failures",
+    "Fan-out steps that failed; the mailing is held back, 1 s doubling to a minute.",
 )

@@ -6,6 +6,7 @@ a crash resumes from ``fanout_cursor`` and ``ON CONFLICT DO NOTHING`` absorbs an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,8 +48,11 @@ class FanOutStep:
     done: bool
 
 
-async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
+async def lock_due_mailing(
+    conn: AsyncConnection, held_back: Sequence[int] = ()
+) -> DueMailing | None:
     """The earliest due mailing whose fan-out is unfinished, locked; other replicas skip it.
+    ``held_back``: mailings whose fan-out just failed, which wait their turn.
 
     ``NO KEY UPDATE``: the lock must not block the foreign-key checks of the transactions
     that insert the mailing's messages meanwhile (they take ``KEY SHARE``).
@@ -61,11 +65,13 @@ async def lock_due_mailing(conn: AsyncConnection) -> DueMailing | None:
                 FROM mailing
                 WHERE deleted_at IS NULL AND fanout_done_at IS NULL AND paused_at IS NULL
                   AND finished_at IS NULL AND starts_at <= now() AND ends_at > now()
+                  AND id <> ALL(CAST(:held_back AS bigint[]))
                 ORDER BY starts_at, id
                 LIMIT 1
                 FOR NO KEY UPDATE SKIP LOCKED
                 """
-            )
+            ),
+            {"held_back": list(held_back)},
         )
     ).first()
     if row is None:
@@ -424,6 +430,7 @@ class Overview:
     overdue: int
     active_messages: dict[str, int]
     outbox: int
+    outbox_quarantined: int
 
 
 async def overview(conn: AsyncConnection) -> Overview:
@@ -457,7 +464,14 @@ async def overview(conn: AsyncConnection) -> Overview:
             """
         )
     )
-    outbox = await conn.scalar(text("SELECT count(*) FROM outbox"))
+    outbox = (
+        await conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE quarantined_at IS NULL), "
+                "count(*) FILTER (WHERE quarantined_at IS NOT NULL) FROM outbox"
+            )
+        )
+    ).one()
     return Overview(
         mailings={
             "scheduled": mailings[0],
@@ -467,7 +481,8 @@ async def overview(conn: AsyncConnection) -> Overview:
         },
         overdue=mailings[3],
         active_messages={status: int(count) for status, count in active},
-        outbox=int(outbox or 0),
+        outbox=int(outbox[0]),
+        outbox_quarantined=int(outbox[1]),
     )
 
 

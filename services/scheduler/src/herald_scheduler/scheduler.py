@@ -20,6 +20,7 @@ from herald_common.db import with_retries
 from herald_common.jobs import delivery_jobs, group_by_mailing
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.outbox import add_to_outbox, publish_written, relay_stale
+from herald_common.rules.backoff import pause_after_failures_s
 from herald_common.statuses import MessageStatus
 from herald_scheduler import metrics, planning
 from herald_scheduler.settings import SchedulerSettings
@@ -30,6 +31,8 @@ log = structlog.get_logger()
 HOUSEKEEPING_EVERY_S = 1.0
 GAUGES_EVERY_S = 5.0
 PROGRESS_EVERY_S = 10.0
+# The longest a mailing whose fan-out keeps failing waits between tries.
+FANOUT_HOLD_MAX_S = 60.0
 
 Requeue = Callable[[AsyncConnection, int], Awaitable[list[tuple[int, int]]]]
 ReadyJobs = Callable[[], Awaitable[int | None]]
@@ -59,6 +62,11 @@ class Scheduler:
         self._last_progress = 0.0
         # The last chunk's jobs, being published while the next chunk is written.
         self._fanout_publish: asyncio.Task[None] | None = None
+        # Mailings whose fan-out failed: (failures in a row, monotonic time of the next try).
+        self._held_back: dict[int, tuple[int, float]] = {}
+        # This round's steps, and the first error of those that failed.
+        self._steps_run = 0
+        self._steps_failed: list[BaseException] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -75,7 +83,6 @@ class Scheduler:
             try:
                 busy = await self.tick()
             except Exception as error:  # DB or broker away: keep the loop, try again soon
-                metrics.TICK_ERRORS.inc()
                 log.warning("scheduler_tick_failed", error=repr(error))
                 await self._sleep(self._settings.scheduler_poll_interval_s * 4)
                 continue
@@ -95,8 +102,14 @@ class Scheduler:
         return poll if until_next is None else min(poll, until_next)
 
     async def tick(self) -> bool:
-        """One round of work; True when there may be more to do right away."""
-        busy = await self.fan_out_once()
+        """One round of work; True when there may be more to do right away.
+
+        Every step fails on its own (logged, counted by step): a fan-out that keeps failing
+        does not keep lease recovery, expiry or the relay from running. Only a round whose
+        every step failed (the database is away) raises, and the loop then waits longer.
+        """
+        self._steps_run, self._steps_failed = 0, []
+        busy = await self._guarded("fan_out", self.fan_out_once)
         busy = await self.requeue_once() or busy
         now = time.monotonic()
         if now - self._last_housekeeping >= HOUSEKEEPING_EVERY_S:
@@ -104,12 +117,28 @@ class Scheduler:
             busy = await self.housekeeping() or busy
         if now - self._last_gauges >= GAUGES_EVERY_S:
             self._last_gauges = now
-            await self.refresh_gauges()
+            await self._guarded("gauges", self.refresh_gauges)
         if now - self._last_progress >= PROGRESS_EVERY_S:
             self._last_progress = now
-            async with self._engine.begin() as conn:
-                await planning.sample_progress(conn)
+            await self._guarded("progress", self._sample_progress)
+        if self._steps_failed and len(self._steps_failed) == self._steps_run:
+            raise self._steps_failed[0]
         return busy
+
+    async def _guarded(self, step: str, work: Callable[[], Awaitable[object]]) -> bool:
+        """Run one step; a failure is logged and counted, and the round goes on."""
+        self._steps_run += 1
+        try:
+            return bool(await work())
+        except Exception as error:
+            self._steps_failed.append(error)
+            metrics.TICK_ERRORS.labels(step).inc()
+            log.warning("scheduler_step_failed", step=step, error=repr(error))
+            return False
+
+    async def _sample_progress(self) -> None:
+        async with self._engine.begin() as conn:
+            await planning.sample_progress(conn)
 
     async def fan_out_once(self) -> bool:
         """Create and enqueue the next chunks of one due mailing's messages.
@@ -125,9 +154,10 @@ class Scheduler:
             tuple[planning.DueMailing, bool, list[int], list[int], list[Outgoing]] | None
         ):
             async with self._engine.begin() as conn:
-                mailing = await planning.lock_due_mailing(conn)
+                mailing = await planning.lock_due_mailing(conn, self._held_back_now())
                 if mailing is None:
                     return None
+                locked.append(mailing.id)
                 plan = await planning.plan_fan_out_step(
                     conn,
                     mailing,
@@ -144,12 +174,19 @@ class Scheduler:
             return mailing, plan.done, created, outbox_ids, jobs
 
         started = time.perf_counter()
-        result = await with_retries(step)
+        locked: list[int] = []  # the mailing a failed step was working on, if any
+        try:
+            result = await with_retries(step)
+        except Exception as error:
+            if locked:
+                self._hold_back(locked[-1], error)
+            raise
         if result is None:
             await self.finish_publishing()
             return False
         metrics.FANOUT_CHUNK_SECONDS.observe(time.perf_counter() - started)
         mailing, done, message_ids, outbox_ids, jobs = result
+        self._held_back.pop(mailing.id, None)
         created = len(message_ids)
         metrics.FANOUT_MESSAGES.inc(created)
         MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(created)
@@ -166,6 +203,25 @@ class Scheduler:
             self._publish_chunk(mailing.id, outbox_ids, jobs, done)
         )
         return True
+
+    def _held_back_now(self) -> list[int]:
+        now = time.monotonic()
+        return [mid for mid, (_, retry_at) in self._held_back.items() if retry_at > now]
+
+    def _hold_back(self, mailing_id: int, error: Exception) -> None:
+        """A mailing whose fan-out failed waits 1 s, doubling to a minute, before its next
+        try, and the other due mailings go first meanwhile."""
+        failures = self._held_back.get(mailing_id, (0, 0.0))[0] + 1
+        pause_s = pause_after_failures_s(failures, base_s=1.0, max_s=FANOUT_HOLD_MAX_S)
+        self._held_back[mailing_id] = (failures, time.monotonic() + pause_s)
+        metrics.FANOUT_FAILURES.inc()
+        log.error(
+            "fanout_failed",
+            mailing_id=mailing_id,
+            failures=failures,
+            retry_in_s=pause_s,
+            error=repr(error),
+        )
 
     async def _create_chunk(
         self, mailing: planning.DueMailing, rng: planning.FanOutRange
@@ -191,10 +247,16 @@ class Scheduler:
 
     async def requeue_once(self) -> bool:
         """Deferred messages whose window opened, and orphans of dead senders, get new jobs."""
-        opened = await self._requeue(planning.requeue_deferred, "window_opened")
-        orphans = await self._requeue(planning.recover_expired_leases, "lease_expired")
         limit = self._settings.sweep_batch_size
-        return opened == limit or orphans == limit
+
+        async def opened() -> bool:
+            return await self._requeue(planning.requeue_deferred, "window_opened") == limit
+
+        async def orphans() -> bool:
+            return await self._requeue(planning.recover_expired_leases, "lease_expired") == limit
+
+        busy = await self._guarded("window_opened", opened)
+        return await self._guarded("lease_expired", orphans) or busy
 
     async def requeue_lost_jobs(self) -> int:
         """Messages whose job the broker no longer holds get a new one, but only while the
@@ -229,6 +291,17 @@ class Scheduler:
         return len(moved)
 
     async def housekeeping(self) -> bool:
+        """End what is over, find lost jobs, relay the outbox: each on its own."""
+        busy = await self._guarded("expiry", self.expire_and_finish)
+        limit = self._settings.sweep_batch_size
+
+        async def lost() -> bool:
+            return await self.requeue_lost_jobs() == limit
+
+        busy = await self._guarded("lost_jobs", lost) or busy
+        return await self._guarded("relay", self.relay_outbox) or busy
+
+    async def expire_and_finish(self) -> bool:
         async def step() -> tuple[int, list[int]]:
             async with self._engine.begin() as conn:
                 expired = await planning.expire_ended(conn, self._settings.sweep_batch_size)
@@ -238,26 +311,35 @@ class Scheduler:
                 return expired, finished
 
         expired, finished = await with_retries(step)
-        lost = await self.requeue_lost_jobs()
         if expired:
             MESSAGE_TRANSITIONS.labels(MessageStatus.EXPIRED).inc(expired)
             log.info("messages_expired", messages=expired)
         for mailing_id in finished:
             log.info("mailing_finished", mailing_id=mailing_id)
-        relayed = 0
+        return expired == self._settings.sweep_batch_size
+
+    async def relay_outbox(self) -> bool:
+        """Publish what writers left in the outbox; True when some got through."""
         # Rows of a chunk this scheduler is still publishing are not stale: let it finish.
         await self.finish_publishing()
-        try:
-            relayed = await relay_stale(
-                self._engine, self._publisher, timedelta(seconds=self._settings.outbox_grace_s)
+        relayed = await relay_stale(
+            self._engine, self._publisher, timedelta(seconds=self._settings.outbox_grace_s)
+        )
+        if relayed.published:
+            metrics.OUTBOX_RELAYED.inc(relayed.published)
+            log.info("outbox_relayed", jobs=relayed.published)
+        if relayed.failed:
+            log.warning("outbox_relay_failed", jobs=relayed.failed, error=relayed.error)
+        for row in relayed.quarantined:
+            metrics.OUTBOX_QUARANTINED_ROWS.inc()
+            log.error(
+                "outbox_row_quarantined",
+                outbox_id=row.id,
+                exchange=row.exchange,
+                routing_key=row.routing_key,
+                error=row.error,
             )
-        except Exception as error:
-            log.warning("outbox_relay_failed", error=repr(error))
-        if relayed:
-            metrics.OUTBOX_RELAYED.inc(relayed)
-            log.info("outbox_relayed", jobs=relayed)
-        limit = self._settings.sweep_batch_size
-        return expired == limit or lost == limit or relayed > 0
+        return relayed.published > 0
 
     async def refresh_gauges(self) -> None:
         async with self._engine.connect() as conn:
@@ -268,6 +350,7 @@ class Scheduler:
         for status in MessageStatus:
             metrics.ACTIVE_MESSAGES.labels(status.value).set(view.active_messages.get(status, 0))
         metrics.OUTBOX_BACKLOG.set(view.outbox)
+        metrics.OUTBOX_QUARANTINED.set(view.outbox_quarantined)
 
     async def _publish(self, outbox_ids: Sequence[int], jobs: Sequence[Outgoing]) -> None:
         try:

@@ -27,7 +27,7 @@ from herald_common.contracts import DeliveryJob
 from herald_common.db import with_retries
 from herald_common.jobs import redelivery_job, retry_job
 from herald_common.metrics import MESSAGE_TRANSITIONS
-from herald_common.rules.backoff import database_pause_s, retry_tiers
+from herald_common.rules.backoff import pause_after_failures_s, retry_tiers
 from herald_common.rules.breaker import CircuitBreaker, CircuitState
 from herald_common.rules.delivery import (
     Action,
@@ -149,7 +149,7 @@ class DeliveryWorker:
         now = time.monotonic()
         if now >= self._db_paused_until:
             self._db_failures += 1
-            self._db_paused_until = now + database_pause_s(self._db_failures)
+            self._db_paused_until = now + pause_after_failures_s(self._db_failures)
         return round(self._db_paused_until - now, 3)
 
     async def _requeue(

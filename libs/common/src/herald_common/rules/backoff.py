@@ -23,10 +23,11 @@ def retry_tiers(base_ms: int, max_ms: int) -> list[int]:
     return tiers
 
 
-def database_pause_s(failures: int, base_s: float = 1.0, max_s: float = 30.0) -> float:
-    """How long a worker leaves the database alone after ``failures`` failed tries in a row:
-    base, 2·base, 4·base … max. A database that is down is asked a few times a minute, not
-    hammered by every job in hand."""
+def pause_after_failures_s(failures: int, base_s: float = 1.0, max_s: float = 30.0) -> float:
+    """How long to leave something alone after ``failures`` failed tries in a row: base,
+    2·base, 4·base … max. A sender's pause from a database that is down (asked a few times a
+    minute, not hammered by every job in hand); the scheduler's hold on a mailing whose
+    fan-out keeps failing."""
     if failures < 1:
         return 0.0
     return min(base_s * 2.0 ** min(failures - 1, 30), max_s)
