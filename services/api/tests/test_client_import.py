@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from herald_api.clients import imports
 from herald_api.clients.imports import CsvRows, NdjsonRows
 from herald_api.main import create_app
 from herald_api.settings import ApiSettings
-from herald_testing.factories import insert_clients
+from herald_testing.factories import insert_clients, insert_mailing, utcnow
 
 from .conftest import count_rows
 
@@ -559,3 +560,32 @@ async def test_openapi_documents_the_import() -> None:
     assert "on_duplicate" in {param["name"] for param in operation["parameters"]}
     for word in ("HERALD_IMPORT_MAX_BYTES", "reject", "skip", "line", "Example"):
         assert word in operation["description"], word
+
+
+async def test_an_import_that_moves_clients_to_another_zone_replans_their_deferred_messages(
+    api: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    later = utcnow() + timedelta(hours=5)
+    async with clean_engine.begin() as conn:
+        moving, staying = await insert_clients(
+            conn, 2, first_phone=79_161_000_000, timezone="Europe/Moscow"
+        )
+        mailing_id = await insert_mailing(conn)
+        rows = await conn.execute(
+            text(
+                "INSERT INTO message (mailing_id, client_id, status, next_attempt_at) "
+                "VALUES (:m, :a, 'deferred', :later), (:m, :b, 'deferred', :later) RETURNING id"
+            ),
+            {"m": mailing_id, "a": moving, "b": staying, "later": later},
+        )
+        moved_message, stayed_message = (r[0] for r in rows)
+
+    response = await post_csv(
+        api, "phone,timezone\n79161000000,Asia/Vladivostok\n79161000001,Europe/Moscow\n"
+    )
+
+    assert response.json()["updated"] == 1, response.text
+    async with clean_engine.connect() as conn:
+        due = dict((await conn.execute(text("SELECT id, next_attempt_at FROM message"))).all())
+    assert due[moved_message] <= utcnow()
+    assert due[stayed_message] == later

@@ -339,3 +339,30 @@ async def test_list_accepts_the_page_size_bounds(api: httpx.AsyncClient) -> None
 
     assert (await api.get(CLIENTS, params={"limit": 1})).json()["next_after"] is not None
     assert (await api.get(CLIENTS, params={"limit": 1000})).json()["next_after"] is None
+
+
+async def test_a_new_time_zone_makes_the_clients_deferred_messages_due_now(
+    api: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    later = utcnow() + timedelta(hours=5)
+    async with clean_engine.begin() as conn:
+        moving, staying = await insert_clients(conn, 2, timezone="Europe/Moscow")
+        mailing_id = await insert_mailing(conn)
+        deferred = await insert_message(conn, mailing_id, moving, "deferred", next_attempt_at=later)
+        other = await insert_message(conn, mailing_id, staying, "deferred", next_attempt_at=later)
+
+    async def due() -> dict[int, Any]:
+        async with clean_engine.connect() as conn:
+            rows = await conn.execute(text("SELECT id, next_attempt_at FROM message"))
+            return {row.id: row.next_attempt_at for row in rows}
+
+    same = await api.patch(f"{CLIENTS}/{moving}", json={"timezone": "Europe/Moscow", "tag": "x"})
+    assert same.status_code == 200
+    assert (await due())[deferred] == later
+
+    before = utcnow()
+    moved = await api.patch(f"{CLIENTS}/{moving}", json={"timezone": "Asia/Vladivostok"})
+    assert moved.status_code == 200, moved.text
+    after = await due()
+    assert before - timedelta(seconds=1) <= after[deferred] <= utcnow() + timedelta(seconds=1)
+    assert after[other] == later

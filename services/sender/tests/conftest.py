@@ -34,6 +34,11 @@ class Rig:
         response = await self.sim.put("/_sim/faults", json=faults)
         response.raise_for_status()
 
+    def worker_with(self, **settings: object) -> DeliveryWorker:
+        """Another worker on the rig's provider and recorder, with some settings changed."""
+        changed = self.settings.model_copy(update=settings)
+        return DeliveryWorker(self.engine, self.worker._provider, self.worker._recorder, changed)
+
     async def received(self) -> list[dict[str, object]]:
         response = await self.sim.get("/_sim/requests", params={"limit": 10_000})
         items: list[dict[str, object]] = response.json()["items"]

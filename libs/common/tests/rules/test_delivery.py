@@ -277,6 +277,20 @@ def test_check_handoff(
     assert check_handoff(ends_at, window, zone, now, GUARD) == expected
 
 
+def test_a_window_closing_within_the_guard_defers_like_the_end() -> None:
+    window = SendWindow(time(9), time(18))
+    closes = utc(2024, 6, 3, 18, 0)  # UTC zone: closes at 18:00 UTC
+    later = utc(2024, 6, 5)
+    tomorrow = utc(2024, 6, 4, 9, 0)
+    assert check_handoff(
+        later, window, "UTC", closes - GUARD - timedelta(milliseconds=1), GUARD
+    ) == (Decision(Action.SEND))
+    for now in (closes - GUARD, closes - timedelta(milliseconds=1)):
+        assert check_handoff(later, window, "UTC", now, GUARD) == Decision(
+            Action.DEFER, OUTSIDE, tomorrow
+        )
+
+
 # --- plan_after_failure ----------------------------------------------------------------------
 
 FAIL_503 = ReplyJudgement(Verdict.TRANSIENT, "HTTP 503: busy")
@@ -327,6 +341,27 @@ def test_plan_after_failure(
     judgement: ReplyJudgement, attempts: int, jitter: float, expected: Decision
 ) -> None:
     assert plan_after_failure(judgement, attempts, MAX_ATTEMPTS, TIERS, jitter) == expected
+
+
+UNKNOWN = ReplyJudgement(Verdict.TRANSIENT, "timeout: no answer within the limit", uncertain=True)
+
+
+@pytest.mark.parametrize(
+    ("judgement", "fail_uncertain", "expected"),
+    [
+        pytest.param(UNKNOWN, False, Action.RETRY, id="uncertain-resent-by-default"),
+        pytest.param(UNKNOWN, True, Action.FAIL, id="uncertain-failed-when-asked"),
+        pytest.param(FAIL_503, True, Action.RETRY, id="certain-failure-still-retried"),
+        pytest.param(REJECTED, False, Action.FAIL, id="permanent-fails-either-way"),
+    ],
+)
+def test_an_uncertain_outcome_is_resent_or_failed_as_configured(
+    judgement: ReplyJudgement, fail_uncertain: bool, expected: Action
+) -> None:
+    decision = plan_after_failure(judgement, 1, MAX_ATTEMPTS, TIERS, 0.0, fail_uncertain)
+    assert decision.action == expected
+    if expected == Action.FAIL and judgement.uncertain:
+        assert decision.reason == "outcome unknown: timeout: no answer within the limit"
 
 
 @pytest.mark.parametrize(

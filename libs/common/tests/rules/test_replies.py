@@ -9,6 +9,7 @@ from herald_common.rules.replies import (
     PERMANENT_STATUSES,
     ReplyJudgement,
     Verdict,
+    cap_retry_after,
     excerpt,
     judge_reply,
     parse_retry_after,
@@ -89,6 +90,46 @@ def test_200_with_unparseable_body_is_transient_not_sent(body: bytes) -> None:
     assert judgement.verdict == Verdict.TRANSIENT
     assert judgement.reason.startswith("HTTP 200 with unparseable body: ")
     assert judgement.retry_after_s is None
+    assert judgement.uncertain  # the provider may have taken it: we cannot read its answer
+
+
+@pytest.mark.parametrize(
+    ("body", "uncertain"),
+    [
+        pytest.param(b'{"code": 1, "message": "error"}', False, id="own-error-code"),
+        pytest.param(b'{"code": null}', False, id="code-null"),
+        pytest.param(b'{"code": "00"}', False, id="code-odd-string"),
+        pytest.param(b'{"message": "OK"}', True, id="no-code"),
+        pytest.param(b"{}", True, id="empty-object"),
+        pytest.param(b'[{"code": 0}]', True, id="json-list"),
+        pytest.param(b"0", True, id="bare-zero"),
+    ],
+)
+def test_a_200_is_uncertain_unless_it_carries_a_code_of_its_own(
+    body: bytes, uncertain: bool
+) -> None:
+    judgement = judge_reply(200, body)
+    assert judgement.verdict == Verdict.TRANSIENT
+    assert judgement.uncertain is uncertain
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429, 401])
+def test_an_answer_with_an_error_status_is_certain(status: int) -> None:
+    assert judge_reply(status, b"").uncertain is False
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [(None, None), (0.0, 0.0), (30.0, 30.0), (60.0, 60.0), (60.5, 60.0), (86_400.0, 60.0)],
+)
+def test_retry_after_is_capped_at_the_longest_retry_delay(
+    asked: float | None, expected: float | None
+) -> None:
+    judgement = ReplyJudgement(Verdict.TRANSIENT, "HTTP 429: slow down", asked)
+    capped = cap_retry_after(judgement, 60.0)
+    assert capped.retry_after_s == expected
+    assert (capped is judgement) == (asked == expected)
+    assert (capped.verdict, capped.reason) == (judgement.verdict, judgement.reason)
 
 
 def test_permanent_statuses_are_exactly_the_hopeless_4xx() -> None:

@@ -44,6 +44,16 @@ CIRCUIT_OPENED = Counter(
     "Times the circuit opened: auth (401/403) or failures (too many failed calls in a row).",
     ["reason"],
 )
+UNCERTAIN = Counter(
+    "herald_uncertain_outcomes",
+    "Calls whose outcome is unknown (the provider may have taken the message), by what "
+    "followed: resent or failed (HERALD_UNCERTAIN_OUTCOME).",
+    ["action"],
+)
+RETRY_AFTER_CAPPED = Counter(
+    "herald_provider_retry_after_capped",
+    "Retry-After answers longer than HERALD_RETRY_MAX_MS, cut down to it.",
+)
 THROTTLED = Counter(
     "herald_provider_throttled", "429 replies: every replica paused for their Retry-After."
 )

@@ -18,6 +18,8 @@ from herald_common.rules.replies import ReplyJudgement, Verdict, judge_reply
 MAX_BODY_BYTES = 64 * 1024
 # Serialised once with orjson: aiohttp's json= path costs several percent of a sender's CPU.
 JSON_HEADERS = {"Content-Type": "application/json"}
+# A connect limit below this fails at once even on loopback; the guard keeps us above it.
+MIN_CONNECT_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +73,26 @@ class ProviderClient:
         if self._session is not None:
             await self._session.close()
 
-    async def send(self, message_id: int, phone: str, text: str) -> CallResult:
+    async def send(
+        self, message_id: int, phone: str, text: str, connect_within_s: float | None = None
+    ) -> CallResult:
+        """One call. ``connect_within_s``: the time left before the mailing's end; getting a
+        connection (from the pool or a new one) must not take longer, so that a slow connect
+        cannot carry the request past the end."""
         assert self._session is not None, "use ProviderClient as an async context manager"
         body = orjson.dumps({"id": message_id, "phone": int(phone), "text": text})
+        timeout = self._timeout
+        if connect_within_s is not None and connect_within_s < (timeout.sock_connect or 0):
+            timeout = aiohttp.ClientTimeout(
+                total=timeout.total,
+                connect=max(connect_within_s, MIN_CONNECT_S),
+                sock_connect=max(connect_within_s, MIN_CONNECT_S),
+            )
         started = time.perf_counter()
+        uncertain = True  # until we know the request never left
         try:
             async with self._session.post(
-                f"{self._base}/send/{message_id}", data=body, headers=JSON_HEADERS
+                f"{self._base}/send/{message_id}", data=body, headers=JSON_HEADERS, timeout=timeout
             ) as resp:
                 body = await resp.content.read(MAX_BODY_BYTES)
                 judgement = judge_reply(resp.status, body, resp.headers.get("Retry-After"))
@@ -87,16 +102,28 @@ class ProviderClient:
                     _ms(started),
                     body[:200].decode("utf-8", errors="replace"),
                 )
+        except aiohttp.ConnectionTimeoutError:
+            # No connection in time: the request never left.
+            reason, ended_by, uncertain = (
+                "timeout: no connection within the limit",
+                "timeout",
+                False,
+            )
         except TimeoutError:
+            # The request may have been written: the provider may have taken it.
             reason, ended_by = "timeout: no answer within the limit", "timeout"
+        except aiohttp.ClientConnectorError as error:
+            reason = f"connection error: {type(error).__name__}: {error}"
+            ended_by, uncertain = "connection", False
         except aiohttp.ClientConnectionError as error:
+            # Dropped after connecting (ServerDisconnectedError, a reset mid-reply).
             reason = f"connection error: {type(error).__name__}: {error}"
             ended_by = "connection"
         except aiohttp.ClientError as error:
             reason, ended_by = f"HTTP client error: {type(error).__name__}: {error}", "connection"
         except asyncio.CancelledError:
             raise
-        judgement = ReplyJudgement(Verdict.TRANSIENT, reason)
+        judgement = ReplyJudgement(Verdict.TRANSIENT, reason, uncertain=uncertain)
         return CallResult(judgement, None, _ms(started), "", ended_by)
 
 

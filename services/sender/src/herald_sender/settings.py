@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from herald_common.settings import HeraldSettings, RetrySettings
@@ -22,6 +24,14 @@ class SenderSettings(HeraldSettings, RetrySettings):
         default=3, ge=1, le=1_000, description="Unacknowledged jobs per replica."
     )
     max_attempts: int = Field(default=10, ge=1, le=100)
+    uncertain_outcome: Literal["resend", "fail"] = Field(
+        default="resend",
+        description=(
+            "A call whose outcome is unknown (a timeout or a dropped connection after the "
+            "request was written, a 200 that cannot be read): resend (the provider sees the "
+            "same message id and can drop the duplicate) or fail ('outcome unknown')."
+        ),
+    )
     send_guard_ms: int = Field(
         default=500,
         ge=0,

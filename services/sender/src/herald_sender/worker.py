@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -35,7 +36,7 @@ from herald_common.rules.delivery import (
     plan_after_failure,
     plan_postponed,
 )
-from herald_common.rules.replies import ReplyJudgement, Verdict
+from herald_common.rules.replies import ReplyJudgement, Verdict, cap_retry_after
 from herald_common.statuses import MessageStatus
 from herald_sender import metrics
 from herald_sender.claims import STATUS_OF, Claimed, Settled, claim
@@ -86,6 +87,7 @@ class DeliveryWorker:
         self._recorder = recorder
         self._settings = settings
         self._tiers = retry_tiers(settings.retry_base_ms, settings.retry_max_ms)
+        self._max_wait_s = settings.retry_max_ms / 1000
         self._slots = Slots(settings.sender_concurrency)
         # Claim at least this many at once under load: fewer, larger transactions.
         self._min_claim = max(1, settings.sender_concurrency // 4)
@@ -266,6 +268,7 @@ class DeliveryWorker:
         result = await self._call(msg, ids)
         if result is None:
             return
+        result = self._cap_retry_after(result, ids)
         await self._gate.after_call(result, probe)
         postponed: str | None = None
         if result.http_status in (401, 403, 429):
@@ -290,8 +293,23 @@ class DeliveryWorker:
             postponed=postponed,
             next_attempt_at=_iso(outcome),
             retry_queue_ttl_ms=outcome.retry_tier_ms or None,
+            uncertain=result.judgement.uncertain or None,
             recorded=applied,
         )
+
+    def _cap_retry_after(self, result: CallResult, ids: dict[str, int]) -> CallResult:
+        capped = cap_retry_after(result.judgement, self._max_wait_s)
+        if capped is result.judgement:
+            return result
+        metrics.RETRY_AFTER_CAPPED.inc()
+        log.warning(
+            "provider_retry_after_capped",
+            **ids,
+            http_status=result.http_status,
+            asked_s=result.judgement.retry_after_s,
+            capped_s=capped.retry_after_s,
+        )
+        return replace(result, judgement=capped)
 
     async def _record(self, outcome: Outcome, postponed: str | None = None) -> bool:
         applied = await self._recorder.record(outcome)
@@ -324,7 +342,9 @@ class DeliveryWorker:
             return None
         metrics.IN_FLIGHT.inc()
         try:
-            result = await self._provider.send(msg.id, msg.phone, msg.text)
+            # Connecting must not carry the request past the end.
+            until_end_s = (msg.ends_at - utcnow()).total_seconds()
+            result = await self._provider.send(msg.id, msg.phone, msg.text, until_end_s)
         finally:
             metrics.IN_FLIGHT.dec()
         metrics.PROVIDER_CALLS.labels(result.outcome).inc()
@@ -352,8 +372,15 @@ class DeliveryWorker:
         if judgement.verdict == Verdict.SENT:
             return Outcome(msg.id, msg.attempts, MessageStatus.SENT, msg.attempts, sent_at=now)
         decision = plan_after_failure(
-            judgement, msg.attempts, self._settings.max_attempts, self._tiers, self._random.random()
+            judgement,
+            msg.attempts,
+            self._settings.max_attempts,
+            self._tiers,
+            self._random.random(),
+            fail_uncertain=self._settings.uncertain_outcome == "fail",
         )
+        if judgement.uncertain:
+            metrics.UNCERTAIN.labels("failed" if decision.action == Action.FAIL else "resent").inc()
         if decision.action == Action.FAIL:
             return Outcome(
                 msg.id, msg.attempts, MessageStatus.FAILED, msg.attempts, error=decision.reason

@@ -68,7 +68,8 @@ def check_handoff(
     if now + guard >= ends_at:
         return Decision(Action.EXPIRE, "the mailing ended before the message could be sent")
     tz = zone(timezone)
-    if not is_open(window, now, tz):
+    # The window's close gets the same guard as the end.
+    if not is_open(window, now, tz) or not is_open(window, now + guard, tz):
         assert window is not None
         return Decision(
             Action.DEFER, "outside the client's send window", next_opening(window, now, tz)
@@ -103,10 +104,17 @@ def plan_after_failure(
     max_attempts: int,
     tiers: list[int],
     jitter: float,
+    fail_uncertain: bool = False,
 ) -> Decision:
-    """After an attempt that did not end ``sent``: retry later, or fail for good."""
+    """After an attempt that did not end ``sent``: retry later, or fail for good.
+
+    ``fail_uncertain`` (HERALD_UNCERTAIN_OUTCOME=fail) is for providers that cannot drop a
+    duplicate: a message the provider may have taken is not sent again but ends ``failed``.
+    """
     if judgement.verdict == Verdict.PERMANENT:
         return Decision(Action.FAIL, judgement.reason)
+    if judgement.uncertain and fail_uncertain:
+        return Decision(Action.FAIL, f"outcome unknown: {judgement.reason}")
     if attempts >= max_attempts:
         return Decision(Action.FAIL, f"gave up after {attempts} attempts; last: {judgement.reason}")
     at_least_ms = round(judgement.retry_after_s * 1000) if judgement.retry_after_s else 0

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +69,13 @@ async def update_client(session: AsyncSession, client_id: int, data: ClientUpdat
     if "phone" in changes and changes["phone"] != client.phone:
         await _ensure_phone_free(session, changes["phone"], client.id)
         changes.setdefault("operator_code", default_operator_code(changes["phone"]))
+    if "timezone" in changes and changes["timezone"] != client.timezone:
+        # Its deferred messages wait for an opening in the old zone: judge them anew.
+        await session.execute(
+            update(Message)
+            .where(Message.client_id == client.id, Message.status == MessageStatus.DEFERRED)
+            .values(next_attempt_at=func.now(), updated_at=func.now())
+        )
     for field, value in changes.items():
         setattr(client, field, value)
     client.updated_at = func.now()
@@ -169,6 +176,14 @@ WHERE client.phone = i.phone::text
     AND (client.operator_code, client.tag, client.timezone)
         IS DISTINCT FROM (i.operator_code, i.tag, i.timezone)
 """
+# Before the update: deferred messages of clients whose time zone changes wait for an opening
+# in the old zone; due now, the scheduler queues them and the senders judge them anew.
+_REPLAN_MOVED = f"""
+UPDATE message m SET next_attempt_at = now(), updated_at = now()
+FROM client c JOIN client_import i ON c.phone = i.phone::text
+WHERE m.client_id = c.id AND m.status = '{MessageStatus.DEFERRED.value}'
+    AND c.deleted_at IS NULL AND c.timezone <> i.timezone
+"""
 _INSERT = """
 INSERT INTO client (phone, operator_code, tag, timezone)
 SELECT phone::text, operator_code, tag, timezone FROM client_import i
@@ -251,6 +266,7 @@ async def _write(
         return ClientImportResult(created=total, updated=0, skipped=0, total=total)
     updated = 0
     if on_duplicate is OnDuplicate.UPDATE:
+        await session.execute(text(_REPLAN_MOVED))
         updated = _rowcount(await session.execute(text(_UPDATE_EXISTING)))
     # Existing phones are skipped here: those updated above, those equal, and any that a
     # concurrent request took meanwhile.
