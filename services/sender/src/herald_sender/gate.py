@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from herald_common.clock import DatabaseClock
 from herald_common.rules.breaker import CallKind, CircuitBreaker, CircuitState
 from herald_sender import metrics
 from herald_sender.provider import CallResult
@@ -59,8 +60,11 @@ class ProviderGate:
         breaker: CircuitBreaker,
         rate_per_s: float = 0.0,
         burst: int = 50,
+        clock: DatabaseClock | None = None,
     ) -> None:
         self._engine = engine
+        # paused_until is the database's time: compare it with the database's time.
+        self._clock = clock or DatabaseClock()
         self._breaker = breaker
         self._rate = rate_per_s
         self._burst = burst
@@ -79,7 +83,7 @@ class ProviderGate:
     async def admit(self, wanted: int) -> Admission:
         """Wait until calls may start; then how many (one while probing a half-open circuit)."""
         while True:
-            now = time.time()
+            now = self._clock.epoch()
             await self._refresh(now)
             if self._paused_until > now:
                 await asyncio.sleep(min(self._paused_until - now, MAX_NAP_S))
@@ -103,7 +107,7 @@ class ProviderGate:
 
     def blocked_for_s(self, probe: bool) -> float:
         """At hand-off: how long this call must wait (0: go). Probes pass an open circuit."""
-        now = time.time()
+        now = self._clock.epoch()
         if self._paused_until > now:
             return self._paused_until - now
         if probe or self._breaker.state == CircuitState.CLOSED:
@@ -142,7 +146,7 @@ class ProviderGate:
         """
         metrics.THROTTLED.inc()
         async with self._pause_lock:
-            wanted = time.time() + seconds
+            wanted = self._clock.epoch() + seconds
             if self._paused_until >= wanted - PAUSE_SLACK_S:
                 return
             try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 import structlog
 
 from herald_common.broker import Publisher, connect
+from herald_common.clock import DatabaseClock
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.loop import run_async
@@ -37,6 +39,11 @@ async def serve(settings: SenderSettings) -> None:
         engine, publisher, settings.record_batch_size, settings.record_interval_ms / 1000
     )
     recorder.start()
+    clock = DatabaseClock()
+    # Judge the end, windows and leases on the database's clock from the first job on.
+    with contextlib.suppress(Exception):
+        await clock.measure(engine)
+    measuring = asyncio.create_task(clock.keep_measuring(engine))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -58,8 +65,9 @@ async def serve(settings: SenderSettings) -> None:
             ),
             rate_per_s=settings.rate_limit_per_s,
             burst=settings.rate_limit_burst,
+            clock=clock,
         )
-        worker = DeliveryWorker(engine, provider, recorder, settings, gate, publisher)
+        worker = DeliveryWorker(engine, provider, recorder, settings, gate, publisher, clock)
         queue = await channel.get_queue(DELIVER_QUEUE)
         tag = await queue.consume(worker.on_message)
         log.info("sender_started", concurrency=settings.sender_concurrency)
@@ -68,6 +76,7 @@ async def serve(settings: SenderSettings) -> None:
         await queue.cancel(tag)
         log.info("sender_draining", jobs=worker.jobs_in_progress)
         await worker.drain(DRAIN_TIMEOUT_S)
+    measuring.cancel()
     await recorder.stop()
     await connection.close()
     await engine.dispose()

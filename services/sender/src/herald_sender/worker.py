@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Publisher
+from herald_common.clock import DatabaseClock
 from herald_common.contracts import DeliveryJob
 from herald_common.db import with_retries
 from herald_common.jobs import redelivery_job, retry_job
@@ -58,10 +59,6 @@ _SETTLED_LOG = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _iso(outcome: Outcome) -> str | None:
     return outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None
 
@@ -75,14 +72,17 @@ class DeliveryWorker:
         settings: SenderSettings,
         gate: ProviderGate | None = None,
         publisher: Publisher | None = None,
+        clock: DatabaseClock | None = None,
     ) -> None:
         self._engine = engine
+        # The database's time: the end, the window and leases are judged on it.
+        self._clock = clock or DatabaseClock()
         # Puts a job the database could not serve back in the queue as a fresh message.
         self._publisher = publisher
         # Failed database tries in a row, and until when (monotonic) jobs leave it alone.
         self._db_failures = 0
         self._db_paused_until = 0.0
-        self._gate = gate or ProviderGate(engine, CircuitBreaker())
+        self._gate = gate or ProviderGate(engine, CircuitBreaker(), clock=self._clock)
         self._provider = provider
         self._recorder = recorder
         self._settings = settings
@@ -220,7 +220,7 @@ class DeliveryWorker:
             return await claim(
                 conn,
                 message_ids,
-                utcnow(),
+                self._clock.now(),
                 lease=self._lease,
                 guard=self._guard,
                 max_attempts=self._settings.max_attempts,
@@ -323,7 +323,7 @@ class DeliveryWorker:
 
     async def _call(self, msg: Claimed, ids: dict[str, int]) -> CallResult | None:
         # Judge the end and the window once more at the very last moment.
-        gate = check_handoff(msg.ends_at, msg.window, msg.timezone, utcnow(), self._guard)
+        gate = check_handoff(msg.ends_at, msg.window, msg.timezone, self._clock.now(), self._guard)
         if gate.action != Action.SEND:
             status = (
                 MessageStatus.EXPIRED if gate.action == Action.EXPIRE else MessageStatus.DEFERRED
@@ -343,7 +343,7 @@ class DeliveryWorker:
         metrics.IN_FLIGHT.inc()
         try:
             # Connecting must not carry the request past the end.
-            until_end_s = (msg.ends_at - utcnow()).total_seconds()
+            until_end_s = (msg.ends_at - self._clock.now()).total_seconds()
             result = await self._provider.send(msg.id, msg.phone, msg.text, until_end_s)
         finally:
             metrics.IN_FLIGHT.dec()
@@ -362,13 +362,13 @@ class DeliveryWorker:
             MessageStatus.RETRYING,
             msg.attempts - 1,
             error=decision.reason,
-            next_attempt_at=utcnow() + timedelta(milliseconds=decision.delay_ms),
+            next_attempt_at=self._clock.now() + timedelta(milliseconds=decision.delay_ms),
             retry=retry_job(msg.mailing_id, msg.id, decision.tier_ms, decision.delay_ms),
             retry_tier_ms=decision.tier_ms,
         )
 
     def _outcome_of(self, msg: Claimed, judgement: ReplyJudgement) -> Outcome:
-        now = utcnow()
+        now = self._clock.now()
         if judgement.verdict == Verdict.SENT:
             return Outcome(msg.id, msg.attempts, MessageStatus.SENT, msg.attempts, sent_at=now)
         decision = plan_after_failure(

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -90,8 +90,12 @@ class HeraldStack:
 
     # --- processes -------------------------------------------------------------------------
 
-    def _start(self, name: str, module: str, **env: str) -> ManagedProcess:
-        return self.group.start(name, [sys.executable, "-m", module], env={**self.env, **env})
+    def _start(
+        self, name: str, module: str, wrapper: Sequence[str] = (), **env: str
+    ) -> ManagedProcess:
+        """``wrapper``: a command the service runs under (``faketime -f -5s``)."""
+        command = [*wrapper, sys.executable, "-m", module]
+        return self.group.start(name, command, env={**self.env, **env})
 
     def migrate(self) -> None:
         subprocess.run(
@@ -116,8 +120,8 @@ class HeraldStack:
         process.wait_for_line("scheduler_started", timeout=60)
         return process
 
-    def start_sender(self, name: str, **env: str) -> ManagedProcess:
-        process = self._start(name, "herald_sender", HERALD_SERVICE_INSTANCE=name, **env)
+    def start_sender(self, name: str, wrapper: Sequence[str] = (), **env: str) -> ManagedProcess:
+        process = self._start(name, "herald_sender", wrapper, HERALD_SERVICE_INSTANCE=name, **env)
         process.wait_for_line("sender_started", timeout=60)
         return process
 
