@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Publisher, connect
@@ -29,6 +29,7 @@ class Rig:
     broker: AbstractRobustConnection
     sim: httpx.AsyncClient  # the simulator's control API
     settings: SenderSettings
+    closing: list[AbstractChannel] = field(default_factory=list)  # closed by the test
 
     async def faults(self, **faults: object) -> None:
         response = await self.sim.put("/_sim/faults", json=faults)

@@ -26,8 +26,11 @@ from .test_worker import make_messages, messages
 
 
 async def take_job(rig: Rig) -> aio_pika.abc.AbstractIncomingMessage:
-    """The next job of the delivery queue, as a consumer gets it (unacknowledged)."""
+    """The next job of the delivery queue, as a consumer gets it (unacknowledged). Its
+    channel is closed when the test ends: a job left unsettled is then ready again, and
+    ``queue_jobs`` sees it."""
     channel = await rig.broker.channel()
+    rig.closing.append(channel)
     queue = await channel.get_queue(DELIVER_QUEUE)
     for _ in range(50):
         message = await queue.get(fail=False)
@@ -36,6 +39,15 @@ async def take_job(rig: Rig) -> aio_pika.abc.AbstractIncomingMessage:
             return message
         await asyncio.sleep(0.05)
     raise AssertionError("no job arrived")
+
+
+async def settled_jobs(rig: Rig) -> list[DeliveryJob]:
+    """The delivery queue's jobs once every taken job's channel is closed: a job the worker
+    neither acked nor rejected would be among them again."""
+    for channel in rig.closing:
+        await channel.close()
+    rig.closing.clear()
+    return await queue_jobs(rig, DELIVER_QUEUE)
 
 
 async def queue_jobs(rig: Rig, name: str) -> list[DeliveryJob]:
@@ -82,7 +94,7 @@ async def test_a_pool_timeout_requeues_the_job_with_a_pause_instead_of_dead_lett
     await worker.handle(await take_job(rig))
 
     assert await queue_jobs(rig, DEAD_QUEUE) == []
-    [copy] = await queue_jobs(rig, DELIVER_QUEUE)
+    [copy] = await settled_jobs(rig)  # the copy only: the original was acked
     assert (copy.mailing_id, copy.message_ids) == (mailing_id, ids)
     assert [m["status"] for m in await messages(rig)] == ["pending"] * 3
     assert worker._db_failures == 1
@@ -146,3 +158,30 @@ async def test_a_429_answered_to_every_call_in_flight_is_written_once(rig: Rig) 
             text("SELECT extract(epoch FROM paused_until - now()) FROM provider_throttle")
         )
     assert 1.0 < float(paused_for) <= 3.0
+
+
+async def test_a_job_waiting_past_the_hold_limit_goes_back_instead_of_outliving_the_consumer(
+    rig: Rig,
+) -> None:
+    # The provider asked every sender to pause for a minute; RabbitMQ's consumer timeout
+    # would close the channel on a job held that long, and redeliver it to be held again.
+    mailing_id, ids = await make_messages(rig, 3)
+    async with rig.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE provider_throttle SET paused_until = now() + interval '60 s'")
+        )
+    publisher = await Publisher.open(rig.broker)
+    await publisher.publish_all(delivery_jobs(mailing_id, ids, 100))
+    settings = rig.settings.model_copy(update={"job_hold_max_s": 1.0})
+    worker = DeliveryWorker(
+        rig.engine, rig.worker._provider, rig.worker._recorder, settings, publisher=publisher
+    )
+
+    started = time.monotonic()
+    await worker.handle(await take_job(rig))
+
+    assert time.monotonic() - started < 3
+    [copy] = await settled_jobs(rig)  # the copy only: the original was acked
+    assert (copy.mailing_id, copy.message_ids) == (mailing_id, ids)
+    assert await rig.received() == []
+    assert [m["status"] for m in await messages(rig)] == ["pending"] * 3

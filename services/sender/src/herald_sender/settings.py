@@ -24,6 +24,16 @@ class SenderSettings(HeraldSettings, RetrySettings):
         default=3, ge=1, le=1_000, description="Unacknowledged jobs per replica."
     )
     max_attempts: int = Field(default=10, ge=1, le=100)
+    job_hold_max_s: float = Field(
+        default=600,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest a sender holds a job unacknowledged while waiting (an open circuit, a "
+            "provider's pause, busy slots); the rest goes back to the queue as a new job. "
+            "Keep it well below RabbitMQ's consumer_timeout (30 min by default)."
+        ),
+    )
     uncertain_outcome: Literal["resend", "fail"] = Field(
         default="resend",
         description=(

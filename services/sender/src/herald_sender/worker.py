@@ -59,6 +59,10 @@ _SETTLED_LOG = {
 }
 
 
+def _left(until: float | None) -> float | None:
+    return None if until is None else max(until - time.monotonic(), 0.0)
+
+
 def _iso(outcome: Outcome) -> str | None:
     return outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None
 
@@ -124,18 +128,21 @@ class DeliveryWorker:
             return
         ids = {"mailing_id": job.mailing_id, "message_ids": job.message_ids}
         log.info("job_received", **ids, redelivered=message.redelivered)
+        # Past this the job goes back: held beyond RabbitMQ's consumer timeout, its channel
+        # would be closed and every job on it redelivered, to be held again, in a loop.
+        hold_until = time.monotonic() + self._settings.job_hold_max_s
         pause_s = self._db_paused_until - time.monotonic()
         if pause_s > 0:
             await asyncio.sleep(pause_s)
         try:
-            await self.deliver(job)
+            left = await self.deliver(job, hold_until)
         except (SQLAlchemyError, OSError) as error:
             # The database is away, slow, out of connections, or refuses a statement: not the
             # job's fault, whatever the error. Give the job back; this replica leaves the
             # database alone for a while (the jobs in hand wait too).
             pause_s = self._database_failed()
             log.warning("job_requeued", **ids, error=repr(error), database_pause_s=pause_s)
-            await self._requeue(message, job, ids)
+            await self._requeue(message, job.mailing_id, job.message_ids, ids)
             return
         except Exception as error:
             # Not a provider problem (those are outcomes): park the job for a human.
@@ -143,6 +150,11 @@ class DeliveryWorker:
             await self._settle(message.reject(requeue=False), "dead_lettered", ids)
             return
         self._db_failures = 0
+        if left:
+            # The provider's circuit, its pause or busy slots kept these waiting too long.
+            log.warning("job_held_too_long", **ids, given_back=left)
+            await self._requeue(message, job.mailing_id, left, ids)
+            return
         await self._settle(message.ack(), "acked", ids)
 
     def _database_failed(self) -> float:
@@ -155,15 +167,19 @@ class DeliveryWorker:
         return round(self._db_paused_until - now, 3)
 
     async def _requeue(
-        self, message: AbstractIncomingMessage, job: DeliveryJob, ids: dict[str, Any]
+        self,
+        message: AbstractIncomingMessage,
+        mailing_id: int,
+        message_ids: list[int],
+        ids: dict[str, Any],
     ) -> None:
-        """A fresh copy of the job goes to the back of the queue, then the original is acked:
-        a nack would count towards the queue's delivery limit, and an outage of the database
-        must not send jobs to the dead letters. Messages of the job already claimed are
-        skipped when the copy comes back."""
+        """A fresh job for ``message_ids`` goes to the back of the queue, then the original is
+        acked: a nack would count towards the queue's delivery limit, and an outage of the
+        database must not send jobs to the dead letters. Messages already claimed are skipped
+        when the copy comes back."""
         if self._publisher is not None:
             try:
-                await self._publisher.publish(redelivery_job(job.mailing_id, job.message_ids))
+                await self._publisher.publish(redelivery_job(mailing_id, message_ids))
             except Exception as error:
                 log.warning("job_republish_failed", **ids, error=repr(error))
             else:
@@ -184,16 +200,31 @@ class DeliveryWorker:
             return
         metrics.JOBS.labels(result).inc()
 
-    async def deliver(self, job: DeliveryJob) -> None:
-        """Claim the job's messages a slot-full at a time and send each as soon as claimed."""
+    async def deliver(self, job: DeliveryJob, hold_until: float | None = None) -> list[int]:
+        """Claim the job's messages a slot-full at a time and send each as soon as claimed.
+
+        Waiting for the gate or for slots ends at ``hold_until`` (monotonic): the ids not
+        claimed by then are returned, for the caller to give back.
+        """
         pending = list(job.message_ids)
         sends: list[asyncio.Task[None]] = []
         try:
             while pending:
-                admission = await self._gate.admit(len(pending))
-                taken = await self._slots.take(
-                    admission.count, min(self._min_claim, admission.count)
-                )
+                try:
+                    admission = await asyncio.wait_for(
+                        self._gate.admit(len(pending)), _left(hold_until)
+                    )
+                except TimeoutError:
+                    break
+                try:
+                    taken = await asyncio.wait_for(
+                        self._slots.take(admission.count, min(self._min_claim, admission.count)),
+                        _left(hold_until),
+                    )
+                except TimeoutError:
+                    if admission.probe:
+                        self._gate.cancel_probe()
+                    break
                 batch, pending = pending[:taken], pending[taken:]
                 try:
                     claimed, settled = await with_retries(partial(self._claim, batch))
@@ -214,6 +245,7 @@ class DeliveryWorker:
             # Even if a later claim failed, the calls already started are seen through.
             if sends:
                 await asyncio.gather(*sends)
+        return pending
 
     async def _claim(self, message_ids: list[int]) -> tuple[list[Claimed], list[Settled]]:
         async with self._engine.begin() as conn:
