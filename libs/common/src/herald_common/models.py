@@ -99,6 +99,8 @@ class Mailing(Base):
     fanout_done_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
     paused_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Retention deleted its messages (HERALD_RETENTION_DAYS); its counters remain.
+    messages_pruned_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
 _status_list = ", ".join(f"'{s.value}'" for s in ALL_STATUSES)

@@ -47,6 +47,10 @@ TICK_ERRORS = Counter(
     "Scheduler steps that failed (database or broker away, a mailing whose fan-out fails).",
     ["step"],
 )
+PRUNED_MESSAGES = Counter(
+    "herald_scheduler_pruned_messages",
+    "Message rows deleted by retention (HERALD_RETENTION_DAYS); their counts stay.",
+)
 FANOUT_FAILURES = Counter(
     "herald_scheduler_fanout_failures",
     "Fan-out steps that failed; the mailing is held back, 1 s doubling to a minute.",

@@ -378,6 +378,53 @@ async def finish_settled(conn: AsyncConnection) -> list[int]:
     return sorted(r[0] for r in rows)
 
 
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    mailing_id: int
+    messages: int
+    done: bool  # the mailing has no message rows left
+
+
+async def prune_finished_messages(conn: AsyncConnection, days: int, batch: int) -> Pruned | None:
+    """Retention: delete up to ``batch`` message rows of the oldest mailing finished, and
+    ended, more than ``days`` days ago; its counters (folded when it finished) are left as
+    they are, so its statistics stay exact. Marks it ``messages_pruned_at`` once empty."""
+    mailing_id = await conn.scalar(
+        text(
+            """
+            SELECT id FROM mailing
+            WHERE messages_pruned_at IS NULL AND finished_at < now() - make_interval(days => :days)
+              AND ends_at < now()
+            ORDER BY finished_at, id LIMIT 1
+            FOR NO KEY UPDATE SKIP LOCKED
+            """
+        ),
+        {"days": days},
+    )
+    if mailing_id is None:
+        return None
+    # The delete trigger leaves the counters alone in this transaction only.
+    await conn.execute(text("SET LOCAL herald.keep_counts = 'on'"))
+    deleted = (
+        await conn.execute(
+            text(
+                """
+                DELETE FROM message WHERE id IN (
+                    SELECT id FROM message WHERE mailing_id = :m LIMIT :batch
+                )
+                """
+            ),
+            {"m": mailing_id, "batch": batch},
+        )
+    ).rowcount
+    done = deleted < batch
+    if done:
+        await conn.execute(
+            text("UPDATE mailing SET messages_pruned_at = now() WHERE id = :m"), {"m": mailing_id}
+        )
+    return Pruned(mailing_id, deleted, done)
+
+
 async def fold_counters(conn: AsyncConnection, mailing_ids: list[int]) -> None:
     """Fold finished mailings' counter shards into shard 0: their counts stop changing, and
     statistics then read one row per status instead of one per shard."""

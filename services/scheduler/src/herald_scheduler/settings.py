@@ -33,3 +33,13 @@ class SchedulerSettings(HeraldSettings, RetrySettings):
             "its job was lost (a purged queue, a broker that lost its data)."
         ),
     )
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36_500,
+        description=(
+            "Delete the message rows of mailings finished (and ended) more than this many days "
+            "ago; their statistics stay exact. 0 keeps every message."
+        ),
+    )
+    retention_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
