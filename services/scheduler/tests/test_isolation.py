@@ -3,6 +3,7 @@ whose fan-out fails every time."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -12,14 +13,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Outgoing, Publisher
+from herald_common.db import create_engine
 from herald_common.jobs import delivery_jobs
 from herald_common.outbox import add_to_outbox, relay_stale
 from herald_common.topology import JOBS_EXCHANGE
 from herald_scheduler import metrics
+from herald_scheduler.backlog import DeliverBacklog
 from herald_scheduler.scheduler import Scheduler
 from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
 
-from .conftest import drain_jobs
+from .conftest import drain_jobs, make_settings
 
 
 async def test_an_unroutable_row_is_quarantined_and_the_rows_behind_it_go_out_once(
@@ -127,3 +130,29 @@ async def test_a_mailing_whose_fan_out_always_fails_starves_no_other_work(
     assert metrics.FANOUT_FAILURES._value.get() == failures_before + 1
     jobs = await drain_jobs(broker)
     assert sorted(job.mailing_id for job in jobs) == [healthy, orphaned]
+
+
+async def test_the_loop_outlives_a_database_that_is_down(
+    broker: AbstractRobustConnection, migrated_db_url: str, amqp_url: str
+) -> None:
+    # Nothing listens on port 9: every step that needs the database fails at once. A job
+    # waits in the queue, so the lost-job sweep stops at the broker and succeeds: a round
+    # is then neither all failed nor all well.
+    await (await Publisher.open(broker)).publish_all(delivery_jobs(1, [1], 10))
+    down = create_engine("postgresql://herald:x@127.0.0.1:9/herald", pre_ping=False)
+    settings = make_settings(migrated_db_url, amqp_url, scheduler_poll_interval_s=0.05)
+    scheduler = Scheduler(
+        down, await Publisher.open(broker), settings, DeliverBacklog(broker).ready_jobs
+    )
+    failed_before = metrics.TICK_ERRORS.labels("fan_out")._value.get()
+    try:
+        loop = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(1.5)
+        assert not loop.done(), loop.exception() if loop.done() else None
+        scheduler.stop()
+        await asyncio.wait_for(loop, 5)
+    finally:
+        await down.dispose()
+    # It kept trying, a few times a second rather than in a tight loop.
+    tries = metrics.TICK_ERRORS.labels("fan_out")._value.get() - failed_before
+    assert 2 <= tries <= 15

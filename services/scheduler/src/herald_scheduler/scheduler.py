@@ -80,13 +80,14 @@ class Scheduler:
         while not self._stopping.is_set():
             # Cleared before the work, so a wake-up that arrives during it is not lost.
             self._wake.clear()
-            try:
-                busy = await self.tick()
-            except Exception as error:  # DB or broker away: keep the loop, try again soon
-                log.warning("scheduler_tick_failed", error=repr(error))
+            busy = await self.tick()
+            if self._steps_failed:
+                # The database or the broker is away, or a step is broken: try again soon,
+                # but not at once.
+                if len(self._steps_failed) == self._steps_run:
+                    log.warning("scheduler_tick_failed", error=repr(self._steps_failed[0]))
                 await self._sleep(self._settings.scheduler_poll_interval_s * 4)
-                continue
-            if not busy:
+            elif not busy:
                 await self._sleep(await self._idle_delay())
         await self.finish_publishing()
         log.info("scheduler_stopped")
@@ -97,16 +98,19 @@ class Scheduler:
 
     async def _idle_delay(self) -> float:
         poll = self._settings.scheduler_poll_interval_s
-        async with self._engine.connect() as conn:
-            until_next = await planning.next_start_in_s(conn)
+        try:
+            async with self._engine.connect() as conn:
+                until_next = await planning.next_start_in_s(conn)
+        except Exception:  # the next round's steps will say what is wrong
+            return poll
         return poll if until_next is None else min(poll, until_next)
 
     async def tick(self) -> bool:
         """One round of work; True when there may be more to do right away.
 
         Every step fails on its own (logged, counted by step): a fan-out that keeps failing
-        does not keep lease recovery, expiry or the relay from running. Only a round whose
-        every step failed (the database is away) raises, and the loop then waits longer.
+        does not keep lease recovery, expiry or the relay from running. A round with a failed
+        step never raises; the loop then waits a little longer before the next.
         """
         self._steps_run, self._steps_failed = 0, []
         busy = await self._guarded("fan_out", self.fan_out_once)
@@ -121,8 +125,6 @@ class Scheduler:
         if now - self._last_progress >= PROGRESS_EVERY_S:
             self._last_progress = now
             await self._guarded("progress", self._sample_progress)
-        if self._steps_failed and len(self._steps_failed) == self._steps_run:
-            raise self._steps_failed[0]
         return busy
 
     async def _guarded(self, step: str, work: Callable[[], Awaitable[object]]) -> bool:
