@@ -9,6 +9,7 @@ from typing import Any
 
 import aio_pika
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -552,3 +553,24 @@ async def test_create_patch_and_delete_publish_events_for_the_scheduler(
     assert created["v"] == 1
     assert datetime.fromisoformat(created["starts_at"]) == parse(mailing["starts_at"])
     assert datetime.fromisoformat(created["ends_at"]) == parse(mailing["ends_at"])
+
+
+async def test_the_end_is_judged_on_the_databases_clock_not_the_api_hosts(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = utcnow()
+    mailing = await create(
+        api, starts_at=iso(now - timedelta(hours=1)), ends_at=iso(now + timedelta(seconds=2))
+    )
+    await asyncio.sleep(2.5)  # the end has passed, by every clock
+    # This API host's clock runs 5 s behind: by it, the end is still ahead.
+    from herald_api.mailings import router
+
+    monkeypatch.setattr(router, "_now", lambda: utcnow() - timedelta(seconds=5))
+
+    patch = await api.patch(f"{MAILINGS}/{mailing['id']}", json={"text": "late"})
+    resume = await api.post(f"{MAILINGS}/{mailing['id']}/retry-failed")
+
+    assert patch.status_code == 409, patch.text
+    assert patch.json()["code"] == "mailing_ended"
+    assert resume.status_code == 409, resume.text

@@ -283,7 +283,7 @@ async def mailing_update(request: Request, uow: Uow, user: User, mailing_id: int
     if data is None:
         return _form_page(request, form, errors, mailing_id, started=started, status_code=422)
     try:
-        updated = await service.update_mailing(uow.session, mailing_id, data, now)
+        updated = await service.update_mailing(uow.session, mailing_id, data)
     except (Conflict, InvalidInput) as error:
         field = getattr(error, "field", "form")
         code = 409 if isinstance(error, Conflict) else 422
@@ -303,21 +303,21 @@ def _back(request: Request, mailing_id: int, notice: str) -> Response:
 
 @router.post("/mailings/{mailing_id:int}/pause", name="mailing_pause")
 async def mailing_pause(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    mailing = await service.pause_mailing(uow.session, mailing_id, _now())
+    mailing = await service.pause_mailing(uow.session, mailing_id)
     announce(uow, "updated", mailing, action="paused", by=user.email or user.subject)
     return _back(request, mailing_id, "Paused.")
 
 
 @router.post("/mailings/{mailing_id:int}/resume", name="mailing_resume")
 async def mailing_resume(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    mailing = await service.resume_mailing(uow.session, mailing_id, _now())
+    mailing = await service.resume_mailing(uow.session, mailing_id)
     announce(uow, "updated", mailing, action="resumed", by=user.email or user.subject)
     return _back(request, mailing_id, "Resumed.")
 
 
 @router.post("/mailings/{mailing_id:int}/retry-failed", name="mailing_retry_failed")
 async def mailing_retry_failed(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    moved = await service.retry_failed(uow.session, mailing_id, _now())
+    moved = await service.retry_failed(uow.session, mailing_id)
     mailing = await service.get_mailing(uow.session, mailing_id)
     by = user.email or user.subject
     announce(uow, "updated", mailing, action="retry_failed", requeued=moved, by=by)

@@ -88,7 +88,7 @@ async def get_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
 async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) -> MailingRead:
     """Change the given fields. After the start, `starts_at` and `filter` are fixed (409);
     new text, end or window apply to every message not yet sent."""
-    mailing = await service.update_mailing(uow.session, mailing_id, body, _now())
+    mailing = await service.update_mailing(uow.session, mailing_id, body)
     announce(uow, "updated", mailing, fields=sorted(body.model_fields_set))
     return service.to_read(mailing, _now())
 
@@ -108,7 +108,7 @@ async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     """Stop handing this mailing's messages to the provider (calls already under way finish).
     Its messages wait as `paused`; the end still applies. Pausing a paused mailing changes
     nothing; an ended one is 409."""
-    mailing = await service.pause_mailing(uow.session, mailing_id, _now())
+    mailing = await service.pause_mailing(uow.session, mailing_id)
     announce(uow, "updated", mailing, action="paused")
     return service.to_read(mailing, _now())
 
@@ -117,7 +117,7 @@ async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
 async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     """Queue every paused message again, once: nobody is skipped or sent twice. Resuming a
     mailing that is not paused changes nothing; an ended one is 409."""
-    mailing = await service.resume_mailing(uow.session, mailing_id, _now())
+    mailing = await service.resume_mailing(uow.session, mailing_id)
     announce(uow, "updated", mailing, action="resumed")
     return service.to_read(mailing, _now())
 
@@ -126,7 +126,7 @@ async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
 async def retry_failed(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
     """Give every `failed` message of the mailing a new round of attempts (before its end;
     after it, 409). Sent, expired and cancelled messages are not touched."""
-    moved = await service.retry_failed(uow.session, mailing_id, _now())
+    moved = await service.retry_failed(uow.session, mailing_id)
     mailing = await service.get_mailing(uow.session, mailing_id)
     announce(uow, "updated", mailing, action="retry_failed", requeued=moved)
     return RetryFailedResult(requeued=moved)

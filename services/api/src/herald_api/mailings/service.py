@@ -91,11 +91,18 @@ async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
     return mailing
 
 
-async def update_mailing(
-    session: AsyncSession, mailing_id: int, data: MailingUpdate, now: datetime
-) -> Mailing:
+async def database_now(session: AsyncSession) -> datetime:
+    """PostgreSQL's time, now (after any lock wait): whether a mailing has ended is decided on
+    the clock the scheduler and the senders use, not on this host's."""
+    now = await session.scalar(select(func.clock_timestamp()))
+    assert isinstance(now, datetime)
+    return now
+
+
+async def update_mailing(session: AsyncSession, mailing_id: int, data: MailingUpdate) -> Mailing:
     # The row lock orders this against the scheduler starting the mailing.
     mailing = await get_mailing(session, mailing_id, lock=True)
+    now = await database_now(session)
     given = data.model_fields_set
     if now >= mailing.ends_at:
         raise MailingEnded(mailing.id, mailing.ends_at)
@@ -229,10 +236,10 @@ def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
         raise Conflict(f"mailing {mailing.id} has ended: it cannot {action}")
 
 
-async def pause_mailing(session: AsyncSession, mailing_id: int, now: datetime) -> Mailing:
+async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
     """Nothing more is handed to the provider; calls already under way finish."""
     mailing = await get_mailing(session, mailing_id, lock=True)
-    _ensure_not_over(mailing, now, "be paused")
+    _ensure_not_over(mailing, await database_now(session), "be paused")
     if mailing.paused_at is None and mailing.finished_at is not None:
         # Nothing left to hold; retry-failed reopens it, and then it can be paused.
         raise Conflict(f"mailing {mailing.id} has finished: every message is settled")
@@ -251,10 +258,10 @@ async def pause_mailing(session: AsyncSession, mailing_id: int, now: datetime) -
     return mailing
 
 
-async def resume_mailing(session: AsyncSession, mailing_id: int, now: datetime) -> Mailing:
+async def resume_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
     """Everyone paused is queued again, once: the scheduler re-queues them within a second."""
     mailing = await get_mailing(session, mailing_id, lock=True)
-    _ensure_not_over(mailing, now, "be resumed")
+    _ensure_not_over(mailing, await database_now(session), "be resumed")
     if mailing.paused_at is not None:
         mailing.paused_at = None
         mailing.updated_at = func.now()
@@ -270,10 +277,10 @@ async def resume_mailing(session: AsyncSession, mailing_id: int, now: datetime) 
     return mailing
 
 
-async def retry_failed(session: AsyncSession, mailing_id: int, now: datetime) -> int:
+async def retry_failed(session: AsyncSession, mailing_id: int) -> int:
     """Give the failed messages a new round of attempts, before the mailing's end."""
     mailing = await get_mailing(session, mailing_id, lock=True)
-    _ensure_not_over(mailing, now, "retry messages")
+    _ensure_not_over(mailing, await database_now(session), "retry messages")
     paused = mailing.paused_at is not None
     moved = await move_messages(
         session,
