@@ -24,7 +24,8 @@ def split_amqp_urls(value: str) -> list[str]:
     if any(not item for item in urls):
         raise ValueError("has an empty URL between commas")
     for item in urls:
-        if not item.startswith(("amqp://", "amqps://")):
+        # One scheme per URL: "amqp://a;amqp://b" is two URLs badly separated, not one.
+        if not item.startswith(("amqp://", "amqps://")) or item.count("://") != 1:
             raise ValueError(f"must be amqp:// or amqps:// URLs, comma-separated; got {item!r}")
     return urls
 
