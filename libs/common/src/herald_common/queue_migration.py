@@ -139,8 +139,10 @@ async def _move(
                 await message.ack()
                 moved += 1
                 continue
-            state = await channel.declare_queue(source, passive=True)
-            result = state.declaration_result
+            # Asked of the broker each time: a robust channel's declare_queue returns the queue
+            # object of the first declaration, with that moment's counts.
+            underlay = await channel.get_underlay_channel()
+            result = await underlay.queue_declare(source, passive=True)
             if result.message_count:
                 continue
             consumers = result.consumer_count or 0
@@ -151,11 +153,13 @@ async def _move(
         await channel.close()
 
 
-async def _delete_if_drained(connection: AbstractConnection, name: str) -> None:
+async def _delete_drained(connection: AbstractConnection, name: str) -> None:
+    """Delete a queue ``_move`` found empty with no consumer. Quorum queues refuse the if-empty
+    and if-unused flags (NOT_IMPLEMENTED, which closes the connection), so the safety is the
+    order instead: the queue was unbound before it was drained, so nothing can enter it since
+    (Herald publishes through exchanges only), and with no consumer nothing is unacknowledged."""
     channel = await connection.channel()
-    # if_empty and if_unused: a job that arrived or a consumer that attached meanwhile makes the
-    # broker refuse (and the next run moves what is left) rather than drop it.
-    await channel.queue_delete(name, if_unused=True, if_empty=True)
+    await channel.queue_delete(name)
     await channel.close()
 
 
@@ -174,7 +178,7 @@ async def migrate_queue(connection: AbstractConnection, spec: QueueSpec, wait_s:
         moved += count
         if consumers:
             raise ConsumersStillAttached(spec.name, consumers)
-        await _delete_if_drained(connection, spec.name)
+        await _delete_drained(connection, spec.name)
         state = "missing"
     if state == "missing":
         channel = await connection.channel()
@@ -192,7 +196,7 @@ async def migrate_queue(connection: AbstractConnection, spec: QueueSpec, wait_s:
     moved += count
     if consumers:
         raise ConsumersStillAttached(temporary, consumers)
-    await _delete_if_drained(connection, temporary)
+    await _delete_drained(connection, temporary)
     log.info("queue_migrated", queue=spec.name, moved=moved)
     return moved
 
