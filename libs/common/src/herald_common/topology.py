@@ -8,7 +8,7 @@ Every queue is a quorum queue: replicated on the nodes of a cluster, so a job su
 of a node (a minority of them). Dead-lettering is at-least-once (the broker keeps a job until the
 target queue confirms it), which needs ``x-overflow: reject-publish``. Retry queues have a fixed
 TTL each (one per backoff step), so changing the steps creates new queues instead of failing on
-a mismatched argument. Found on RabbitMQ 3.10.8 (tests/e2e/test_queue_topology.py): quorum
+a mismatched argument. Found on RabbitMQ 3.10.8 (libs/common/tests/test_topology.py): quorum
 queues honour both the queue's ``x-message-ttl`` and a message's own ``expiration`` and
 dead-letter both on expiry; ``reject-publish`` on a quorum queue accepts one message beyond
 ``x-max-length`` before it nacks.
