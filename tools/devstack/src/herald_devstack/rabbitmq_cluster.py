@@ -62,6 +62,10 @@ class RabbitMQCluster:
         return ",".join(self.urls(vhost))
 
     @property
+    def management_url(self) -> str:
+        return self.api.base_url
+
+    @property
     def api(self) -> ManagementClient:
         """The management API of a running node (any one sees the whole cluster)."""
         for node in self.nodes:
