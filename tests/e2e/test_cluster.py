@@ -124,9 +124,16 @@ def queue_leader(stack: HeraldStack, cluster: RabbitMQCluster, queue: str) -> st
 
 
 def senders_node(stack: HeraldStack, cluster: RabbitMQCluster) -> str:
-    nodes = {node for name, node in connection_nodes(stack, cluster).items() if "sender" in name}
-    assert len(nodes) == 1, nodes  # both connect to the first node listed
-    return nodes.pop()
+    """The node both senders are connected to (the first listed); the management API lists a
+    connection some seconds after it opened (its statistics interval)."""
+
+    def nodes() -> set[str] | None:
+        found = {n: node for n, node in connection_nodes(stack, cluster).items() if "sender" in n}
+        return set(found.values()) if len(found) == len(SENDERS) else None
+
+    on = wait_until(nodes, 30, 0.5, "both senders' connections listed")
+    assert len(on) == 1, on
+    return on.pop()
 
 
 def in_flight(stack: HeraldStack, mailing_id: int) -> tuple[int, int]:

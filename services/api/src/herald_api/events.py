@@ -56,6 +56,7 @@ class EventPublisher:
     async def _connect_forever(self) -> None:
         delay = 0.5
         while True:
+            connection: AbstractRobustConnection | None = None
             try:
                 connection = await connect(self._url, "herald-api")
                 channel = await connection.channel()
@@ -66,6 +67,10 @@ class EventPublisher:
                 log.info("broker_connected")
                 return
             except Exception as error:  # the broker may come later; the API serves meanwhile
+                # A robust connection left open would go on reconnecting by itself: one more
+                # per attempt (e.g. while the queues await herald-migrate-queues).
+                if connection is not None:
+                    await connection.close()
                 log.warning("broker_unavailable", error=str(error), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
