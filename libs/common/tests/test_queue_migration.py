@@ -1,7 +1,7 @@
 """herald-migrate-queues on a real RabbitMQ: from the classic queues of the previous Herald, with
 jobs in them, to the quorum queues, losing none.
 
-The old topology is declared here exactly as the previous version's ``declare_topology`` did;
+The old topology is declared exactly as the previous version's ``declare_topology`` did;
 the command runs as a real process, as an operator runs it.
 """
 
@@ -13,11 +13,10 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection, ExchangeType
+from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import ChannelNotFoundEntity
 
 from herald_common.broker import connect
@@ -36,37 +35,13 @@ from herald_common.topology import (
     retry_queue_name,
     retry_routing_key,
 )
+from herald_testing.old_topology import declare_classic_topology
 
 # Long steps, so that no retry job expires into herald.deliver while the test counts.
 BASE_MS, MAX_MS = 60_000, 120_000
 TIERS = retry_tiers(BASE_MS, MAX_MS)
 ENV = {"HERALD_RETRY_BASE_MS": str(BASE_MS), "HERALD_RETRY_MAX_MS": str(MAX_MS)}
 JOBS, RETRIES, DEAD, EVENTS = 300, 20, 5, 3
-
-
-async def declare_classic_topology(channel: AbstractChannel, tiers_ms: list[int]) -> None:
-    """The previous version's topology, verbatim: classic queues."""
-    jobs = await channel.declare_exchange(JOBS_EXCHANGE, ExchangeType.DIRECT, durable=True)
-    dead = await channel.declare_exchange(DEAD_EXCHANGE, ExchangeType.FANOUT, durable=True)
-    retry = await channel.declare_exchange(RETRY_EXCHANGE, ExchangeType.DIRECT, durable=True)
-    events = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
-    dead_queue = await channel.declare_queue(DEAD_QUEUE, durable=True)
-    await dead_queue.bind(dead, routing_key="")
-    deliver_args: dict[str, Any] = {"x-dead-letter-exchange": DEAD_EXCHANGE}
-    deliver = await channel.declare_queue(DELIVER_QUEUE, durable=True, arguments=deliver_args)
-    await deliver.bind(jobs, routing_key=DELIVER_ROUTING_KEY)
-    for ttl_ms in tiers_ms:
-        args: dict[str, Any] = {
-            "x-message-ttl": ttl_ms,
-            "x-dead-letter-exchange": JOBS_EXCHANGE,
-            "x-dead-letter-routing-key": DELIVER_ROUTING_KEY,
-        }
-        queue = await channel.declare_queue(retry_queue_name(ttl_ms), durable=True, arguments=args)
-        await queue.bind(retry, routing_key=retry_routing_key(ttl_ms))
-    events_queue = await channel.declare_queue(
-        SCHEDULER_EVENTS_QUEUE, durable=True, arguments={"x-message-ttl": 60_000}
-    )
-    await events_queue.bind(events, routing_key="mailing.*")
 
 
 def job(index: int) -> aio_pika.Message:
