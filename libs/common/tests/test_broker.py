@@ -63,9 +63,9 @@ class Proxy:
     """Forwards 127.0.0.1:<port> to the broker; ``close`` plays a node going down, clearing
     ``flowing`` a broker that stops answering."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, port: int | None = None) -> None:
         self.target_port = target_port
-        self.port = free_port()
+        self.port = port or free_port()
         self.flowing = asyncio.Event()
         self.flowing.set()
         self._server: asyncio.Server | None = None
@@ -100,7 +100,7 @@ class Proxy:
 async def proxies(amqp_url: str) -> AsyncIterator[list[Proxy]]:
     port = urlsplit(amqp_url).port
     assert port is not None
-    started = [await Proxy(port).start(), await Proxy(port).start()]
+    started = [await Proxy(port).start() for _ in range(3)]
     yield started
     for proxy in started:
         with contextlib.suppress(Exception):
@@ -136,7 +136,7 @@ async def test_a_single_url_connects_as_before(amqp_url: str) -> None:
 async def test_a_lost_connection_moves_to_the_next_node_and_its_consumer_follows(
     amqp_url: str, proxies: list[Proxy]
 ) -> None:
-    first, second = proxies
+    first, second, _ = proxies
     urls = f"{_via(amqp_url, first.port)},{_via(amqp_url, second.port)}"
     connection = await connect(urls, "test")
     try:
@@ -212,5 +212,34 @@ async def test_a_publish_a_full_queue_rejects_raises(amqp_url: str) -> None:
         while message := await queue.get(no_ack=True, fail=False):
             kept.append(message.body)
         assert kept == [b"0", b"1", b"2"]
+    finally:
+        await connection.close()
+
+
+async def wait_on(connection: FailoverConnection, port: int) -> None:
+    deadline = time.monotonic() + 30
+    while not (connection.connected.is_set() and connection.url.port == port):
+        assert time.monotonic() < deadline, f"not reconnected through port {port}"
+        await asyncio.sleep(0.05)
+
+
+async def test_failover_goes_round_the_list_and_back_to_the_first(
+    amqp_url: str, proxies: list[Proxy]
+) -> None:
+    """Three nodes: lose the first, then the second (the first is back meanwhile), then the
+    third: the connection walks 1 → 2 → 3 → 1, skipping none that answers."""
+    first, second, third = proxies
+    urls = ",".join(_via(amqp_url, proxy.port) for proxy in proxies)
+    connection = await connect(urls, "test")
+    assert isinstance(connection, FailoverConnection)
+    try:
+        assert connection.url.port == first.port
+        await first.close()
+        await wait_on(connection, second.port)
+        proxies[0] = first = await Proxy(first.target_port, first.port).start()  # back up
+        await second.close()
+        await wait_on(connection, third.port)
+        await third.close()
+        await wait_on(connection, first.port)
     finally:
         await connection.close()
