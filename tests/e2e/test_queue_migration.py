@@ -1,8 +1,7 @@
 """An installation of the previous Herald, with a mailing's jobs waiting in its classic queues,
 moved to this version with herald-migrate-queues: the new services refuse the old queues, the
-command moves the jobs, and the mailing then ends all sent from those very jobs (this version's
-scheduler does not re-create jobs for pending messages, so a lost job would leave its messages
-pending), with no duplicate at the provider."""
+command moves the jobs (all of them are in the new queue before any service starts), and the
+mailing then ends all sent, with no duplicate at the provider."""
 
 from __future__ import annotations
 
@@ -106,6 +105,9 @@ def test_jobs_in_classic_queues_survive_the_move_to_quorum_queues(
     done = [line for line in lines if line.get("event") == "queue_migration_done"]
     assert done, migrate.stdout
     assert done[0]["moved"][DELIVER_QUEUE] == 2 * len(jobs)  # there and back
+    # Every job is in the new queue before any service runs (a scheduler's sweep that
+    # re-creates lost jobs cannot be what makes the mailing end).
+    assert asyncio.run(deliver_depth(stack)) == len(jobs)
 
     stack.group.restart("api").wait_http_ok(f"http://127.0.0.1:{stack.api_port}/readyz", timeout=60)
     stack.group.restart("scheduler").wait_for_line("scheduler_started", timeout=60)
