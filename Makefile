@@ -3,11 +3,12 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help install run services test test-unit test-e2e lint format clean bench fuzz
+.PHONY: help install run services test test-unit test-e2e test-cluster lint format clean bench fuzz
 
 help:
 	@echo "make run     - the whole system in the foreground (API on http://127.0.0.1:8000)"
 	@echo "make test    - every test except the slow soak/benchmark runs"
+	@echo "make test-cluster - Herald on a local 3-node RabbitMQ cluster, slow variants included (~6 min)"
 	@echo "make lint    - ruff (lint + format check) and mypy --strict"
 	@echo "make format  - apply ruff's formatting and safe fixes"
 	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
@@ -32,6 +33,10 @@ test-unit: install
 
 test-e2e: install
 	$(UV) run --frozen pytest -m "e2e and not slow" $(PYTEST_ARGS)
+
+# Nodes stopped under a running mailing, a memory alarm; `make test` runs the quick cases only.
+test-cluster: install
+	$(UV) run --frozen pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run --frozen ruff check .

@@ -17,6 +17,19 @@ EXIT_BAD_SETTINGS = 2
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
+def split_amqp_urls(value: str) -> list[str]:
+    """The broker URLs in HERALD_AMQP_URL: one, or several comma-separated (one per node of a
+    cluster, tried in order). Empty means no broker (the reporter needs none)."""
+    urls = [item.strip() for item in value.split(",")] if value.strip() else []
+    if any(not item for item in urls):
+        raise ValueError("has an empty URL between commas")
+    for item in urls:
+        # One scheme per URL: "amqp://a;amqp://b" is two URLs badly separated, not one.
+        if not item.startswith(("amqp://", "amqps://")) or item.count("://") != 1:
+            raise ValueError(f"must be amqp:// or amqps:// URLs, comma-separated; got {item!r}")
+    return urls
+
+
 def to_sqlalchemy_url(url: str) -> str:
     """Map a plain ``postgresql://`` URL to the psycopg 3 driver SQLAlchemy should use."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
@@ -33,7 +46,18 @@ class HeraldSettings(BaseSettings):
     database_url: str = Field(
         description="PostgreSQL URL, e.g. postgresql://herald:herald@127.0.0.1:5432/herald"
     )
-    amqp_url: str = Field(description="RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/")
+    amqp_url: str = Field(
+        description="RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/; for a cluster, one "
+        "URL per node, comma-separated: services connect to the first that answers and move "
+        "to another when its node goes down."
+    )
+    publish_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long a publish waits for the broker's confirm (a broker under a memory "
+        "or disk alarm blocks publishers); then it fails and the job stays in the outbox.",
+    )
     log_level: str = "INFO"
     service_instance: str = Field(
         default="", description="Name of this replica in logs (defaults to the host name)."
@@ -64,6 +88,12 @@ class HeraldSettings(BaseSettings):
         to_sqlalchemy_url(value)
         return value
 
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_url(cls, value: str) -> str:
+        split_amqp_urls(value)
+        return value
+
     @property
     def sqlalchemy_url(self) -> str:
         return to_sqlalchemy_url(self.database_url)
@@ -76,6 +106,26 @@ class RetrySettings(BaseSettings):
 
     retry_base_ms: int = Field(default=2_000, ge=10, description="Delay after the first failure.")
     retry_max_ms: int = Field(default=900_000, ge=10, description="Longest delay between attempts.")
+
+
+class QueueSettings(BaseSettings):
+    """Queue arguments; like the backoff steps, every service declaring the topology must agree
+    (a queue redeclared with other arguments is refused by the broker)."""
+
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    delivery_limit: int = Field(
+        default=20,
+        ge=1,
+        le=1_000,
+        description="Deliveries of one job (a sender died or gave it back) before it goes to "
+        "herald.dead, so that a job that crashes senders cannot loop forever.",
+    )
+    dead_max_length: int = Field(
+        default=100_000,
+        ge=1,
+        description="Jobs kept in herald.dead; beyond it the oldest are dropped.",
+    )
 
 
 class BadSettings(Exception):

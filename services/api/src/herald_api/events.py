@@ -13,18 +13,32 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 from herald_api import metrics
-from herald_common.broker import Outgoing, Publisher, connect
+from herald_common.broker import DEFAULT_PUBLISH_TIMEOUT_S, Outgoing, Publisher, connect
 from herald_common.contracts import MailingEvent, MailingEventKind
-from herald_common.topology import EVENTS_EXCHANGE, declare_topology, mailing_event_routing_key
+from herald_common.topology import (
+    EVENTS_EXCHANGE,
+    QueueLimits,
+    declare_topology,
+    mailing_event_routing_key,
+)
 
 log = structlog.get_logger()
-PUBLISH_TIMEOUT_S = 2.0
 
 
 class EventPublisher:
-    def __init__(self, amqp_url: str, retry_tiers_ms: list[int]) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        retry_tiers_ms: list[int],
+        limits: QueueLimits | None = None,
+        publish_timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
+    ) -> None:
         self._url = amqp_url
         self._tiers = retry_tiers_ms
+        self._limits = limits or QueueLimits()
+        # The publish runs beside the request (never in it), bounded so that tasks do not pile
+        # up behind a broker that blocks publishers.
+        self._timeout_s = publish_timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._publisher: Publisher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -42,16 +56,21 @@ class EventPublisher:
     async def _connect_forever(self) -> None:
         delay = 0.5
         while True:
+            connection: AbstractRobustConnection | None = None
             try:
                 connection = await connect(self._url, "herald-api")
                 channel = await connection.channel()
-                await declare_topology(channel, self._tiers)
+                await declare_topology(channel, self._tiers, self._limits)
                 await channel.close()
-                self._publisher = await Publisher.open(connection)
+                self._publisher = await Publisher.open(connection, self._timeout_s)
                 self._connection = connection
                 log.info("broker_connected")
                 return
             except Exception as error:  # the broker may come later; the API serves meanwhile
+                # A robust connection left open would go on reconnecting by itself: one more
+                # per attempt (e.g. while the queues await herald-migrate-queues).
+                if connection is not None:
+                    await connection.close()
                 log.warning("broker_unavailable", error=str(error), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -88,7 +107,7 @@ class EventPublisher:
             EVENTS_EXCHANGE, mailing_event_routing_key(event.kind), event.encode(), headers
         )
         try:
-            await asyncio.wait_for(self._publisher.publish(item), PUBLISH_TIMEOUT_S)
+            await self._publisher.publish(item)
         except Exception as error:
             metrics.EVENTS.labels("failed").inc()
             log.warning("mailing_event_lost", **ids, error=str(error))
@@ -100,6 +119,6 @@ class EventPublisher:
         if self._connector is not None:
             self._connector.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=PUBLISH_TIMEOUT_S)
+            await asyncio.wait(self._tasks, timeout=self._timeout_s)
         if self._connection is not None:
             await self._connection.close()

@@ -26,7 +26,8 @@ from herald_api.settings import ApiSettings
 from herald_common.db import create_engine
 from herald_common.logs import configure_logging
 from herald_common.rules.backoff import retry_tiers
-from herald_common.settings import RetrySettings, settings_or_exit
+from herald_common.settings import QueueSettings, RetrySettings, settings_or_exit
+from herald_common.topology import QueueLimits
 
 log = structlog.get_logger()
 
@@ -50,6 +51,7 @@ FORM_OVERHEAD_BYTES = 1024 * 1024
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     retry = RetrySettings()
+    limits = QueueLimits.of(QueueSettings())
     admin = create_admin_app(settings)
 
     @asynccontextmanager
@@ -60,7 +62,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         app.state.events = EventPublisher(
-            settings.amqp_url, retry_tiers(retry.retry_base_ms, retry.retry_max_ms)
+            settings.amqp_url,
+            retry_tiers(retry.retry_base_ms, retry.retry_max_ms),
+            limits,
+            settings.publish_timeout_s,
         )
         app.state.events.start()
         # A mounted app's lifespan does not run: it shares the API's engine and publisher.

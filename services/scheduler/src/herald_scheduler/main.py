@@ -15,7 +15,7 @@ from herald_common.loop import run_async
 from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
 from herald_common.settings import settings_or_exit
-from herald_common.topology import SCHEDULER_EVENTS_QUEUE, declare_topology
+from herald_common.topology import SCHEDULER_EVENTS_QUEUE, QueueLimits, declare_topology
 from herald_scheduler.backlog import DeliverBacklog
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
@@ -27,8 +27,9 @@ async def serve(settings: SchedulerSettings) -> None:
     engine = create_engine(settings)
     connection = await connect(settings.amqp_url, f"herald-scheduler {settings.service_instance}")
     channel = await connection.channel()
-    await declare_topology(channel, retry_tiers(settings.retry_base_ms, settings.retry_max_ms))
-    publisher = await Publisher.open(connection)
+    tiers = retry_tiers(settings.retry_base_ms, settings.retry_max_ms)
+    await declare_topology(channel, tiers, QueueLimits.of(settings))
+    publisher = await Publisher.open(connection, settings.publish_timeout_s)
     backlog = DeliverBacklog(connection)
     scheduler = Scheduler(engine, publisher, settings, backlog.ready_jobs)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from herald_common.settings import HeraldSettings, RetrySettings
+from herald_common.settings import HeraldSettings, QueueSettings, RetrySettings
 
 
-class SchedulerSettings(HeraldSettings, RetrySettings):
+class SchedulerSettings(HeraldSettings, RetrySettings, QueueSettings):
     # Where deploy/monitoring/prometheus.yml scrapes it, as the README says; 0 turns it off.
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     scheduler_poll_interval_s: float = Field(default=0.5, gt=0, le=60)

@@ -17,7 +17,7 @@ from herald_common.metrics import serve_metrics
 from herald_common.rules.backoff import retry_tiers
 from herald_common.rules.breaker import CircuitBreaker
 from herald_common.settings import settings_or_exit
-from herald_common.topology import DELIVER_QUEUE, declare_topology
+from herald_common.topology import DELIVER_QUEUE, QueueLimits, declare_topology
 from herald_sender.gate import ProviderGate
 from herald_sender.provider import ProviderClient
 from herald_sender.recorder import Recorder
@@ -32,9 +32,10 @@ async def serve(settings: SenderSettings) -> None:
     engine = create_engine(settings, pre_ping=False)
     connection = await connect(settings.amqp_url, f"herald-sender {settings.service_instance}")
     channel = await connection.channel()
-    await declare_topology(channel, retry_tiers(settings.retry_base_ms, settings.retry_max_ms))
+    tiers = retry_tiers(settings.retry_base_ms, settings.retry_max_ms)
+    await declare_topology(channel, tiers, QueueLimits.of(settings))
     await channel.set_qos(prefetch_count=settings.sender_prefetch)
-    publisher = await Publisher.open(connection)
+    publisher = await Publisher.open(connection, settings.publish_timeout_s)
     recorder = Recorder(
         engine, publisher, settings.record_batch_size, settings.record_interval_ms / 1000
     )

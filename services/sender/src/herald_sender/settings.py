@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from herald_common.settings import HeraldSettings, RetrySettings
+from herald_common.settings import HeraldSettings, QueueSettings, RetrySettings
 
 
-class SenderSettings(HeraldSettings, RetrySettings):
+class SenderSettings(HeraldSettings, RetrySettings, QueueSettings):
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     provider_url: str = Field(description="Base URL; messages go to {provider_url}/send/{id}.")
     provider_token: SecretStr = Field(description="JWT sent as the provider's bearer token.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ from herald_devstack.processes import (
 from herald_devstack.rabbitmq_api import ManagementClient, amqp_url
 
 DEBIAN_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+DEBIAN_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
 PLUGINS = ("rabbitmq_management", "rabbitmq_prometheus")
 
 
@@ -59,7 +61,9 @@ class RabbitMQServer:
     """A RabbitMQ node in `base_dir`, every listener on 127.0.0.1 only, user guest/guest.
 
     It gets its own epmd on `epmd_port` (not the default 4369) so parallel nodes never share one
-    and nothing survives `stop()`. Ports left as None are picked free.
+    and nothing survives `stop()`. Ports left as None are picked free. Nodes of one cluster must
+    find each other through one epmd: they get `own_epmd=False` and the port of an epmd their
+    owner runs (see RabbitMQCluster), and one Erlang `cookie`.
     """
 
     username = "guest"
@@ -75,6 +79,8 @@ class RabbitMQServer:
         *,
         prometheus_port: int | None = None,
         epmd_port: int | None = None,
+        own_epmd: bool = True,
+        cookie: str | None = None,
         start_timeout: float = 60.0,
         stop_timeout: float = 30.0,
     ) -> None:
@@ -84,6 +90,8 @@ class RabbitMQServer:
         self.dist_port = dist_port or free_port()
         self.prometheus_port = prometheus_port or free_port()
         self.epmd_port = epmd_port or free_port()
+        self.own_epmd = own_epmd
+        self.cookie = cookie
         self.node_name = node_name or f"herald-{self.amqp_port}@localhost"
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -97,13 +105,9 @@ class RabbitMQServer:
 
     @property
     def ports(self) -> list[int]:
-        return [
-            self.amqp_port,
-            self.management_port,
-            self.prometheus_port,
-            self.dist_port,
-            self.epmd_port,
-        ]
+        """The ports this node (and its epmd, if its own) listens on."""
+        ports = [self.amqp_port, self.management_port, self.prometheus_port, self.dist_port]
+        return [*ports, self.epmd_port] if self.own_epmd else ports
 
     @property
     def management_url(self) -> str:
@@ -135,6 +139,13 @@ class RabbitMQServer:
         epmd = find_epmd()
         for directory in ("home", "mnesia", "log"):
             (self.base_dir / directory).mkdir(parents=True, exist_ok=True)
+        if self.cookie is not None:
+            # Erlang refuses a cookie file that others can read.
+            cookie_file = self.base_dir / "home" / ".erlang.cookie"
+            if cookie_file.exists():
+                cookie_file.chmod(0o600)
+            cookie_file.write_text(self.cookie)
+            cookie_file.chmod(0o400)
         # A supervisor killed with SIGKILL leaves the node and its epmd behind; they are ours.
         stop_pids(find_marked_processes(str(self.base_dir)), timeout=self.stop_timeout)
         busy = [port for port in self.ports if not is_port_free(port)]
@@ -145,6 +156,9 @@ class RabbitMQServer:
             )
         self._write_config()
         env = self._environment()
+        if not self.own_epmd:
+            self._launch_server(server, env)
+            return
         self._epmd = ManagedProcess(
             "epmd",
             [str(epmd), "-port", str(self.epmd_port), "-address", LOCALHOST],
@@ -156,6 +170,9 @@ class RabbitMQServer:
             raise ServerStartError(
                 f"epmd did not listen on port {self.epmd_port}", self._log_tails()
             )
+        self._launch_server(server, env)
+
+    def _launch_server(self, server: Path, env: dict[str, str]) -> None:
         self._server = ManagedProcess(
             "rabbitmq",
             [str(server)],
@@ -163,6 +180,24 @@ class RabbitMQServer:
             cwd=self.base_dir,
             log_path=self.log_dir / "server-output.log",
         ).start()
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        """Run `rabbitmqctl -n <this node> args…` with the node's environment (its cookie and
+        epmd); returns stdout, raises ServerStartError with the output on failure."""
+        argv = [str(DEBIAN_CTL if DEBIAN_CTL.exists() else "rabbitmqctl"), "-n", self.node_name]
+        result = subprocess.run(
+            [*argv, *args],
+            env={**os.environ, **self._environment()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise ServerStartError(
+                f"rabbitmqctl {' '.join(args)} on {self.node_name} failed "
+                f"({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result.stdout
 
     def wait_ready(self) -> None:
         """Wait until AMQP accepts connections and the management API answers."""
