@@ -55,6 +55,9 @@ def main() -> None:
             conn.execute("CREATE TABLE IF NOT EXISTS migrated (id int)")
         log("migrated")
         return
+    elif name == "herald-migrate-queues":
+        log("queues_migrated", amqp=os.environ["HERALD_AMQP_URL"])
+        return
     elif name == "herald-api":
         serve(int(os.environ.get("HERALD_API_PORT", "8000")), "/healthz", "api_started")
     else:

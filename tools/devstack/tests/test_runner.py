@@ -30,6 +30,7 @@ FAKE = Path(__file__).with_name("fake_service.py")
 SCRIPTS = (
     "herald-provider-sim",
     "herald-migrate",
+    "herald-migrate-queues",
     "herald-api",
     "herald-scheduler",
     "herald-sender",
@@ -107,6 +108,8 @@ def test_runner_starts_postgres_and_services_and_gives_up_on_a_crash_loop(
         }
         with psycopg.connect(settings["HERALD_DATABASE_URL"]) as conn:
             assert conn.execute("SELECT to_regclass('migrated')::text").fetchone() == ("migrated",)
+        # The queues are brought to this version's arguments too, on the broker in use.
+        assert f'"queues_migrated", "amqp": "{fresh_vhost}"' in out.getvalue()
         assert settings["HERALD_PROVIDER_URL"] == f"{plan.simulator_url}/v1"
         assert settings["HERALD_API_TOKEN"] == load_or_create_secret(plan.api_token_path)
         assert [p.name for p in runner.group] == [

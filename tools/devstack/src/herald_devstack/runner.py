@@ -248,23 +248,26 @@ class Runner:
             self.settings["HERALD_REPORT_RECIPIENTS"] = DEV_REPORT_RECIPIENT
 
     def migrate(self) -> None:
-        """Run `herald-migrate` to completion."""
-        process = ManagedProcess(
-            "migrate",
-            [find_console_script("herald-migrate")],
-            env={**self.child_env, MARKER_ENV: self.plan.process_marker},
-            log_path=self.plan.log_dir / "migrate.log",
-            on_line=self.console.line,
-        ).start()
-        try:
-            code = process.wait(timeout=MIGRATE_TIMEOUT)
-        except TimeoutError:
-            process.terminate(timeout=5)
-            raise DevstackError(
-                f"herald-migrate did not finish within {MIGRATE_TIMEOUT} s"
-            ) from None
-        if code != 0:
-            raise DevstackError(f"herald-migrate failed with exit code {code}")
+        """Run `herald-migrate` (the schema), then `herald-migrate-queues` (RabbitMQ's queues:
+        a `.herald/` kept from an older version still has its classic queues, which the
+        services refuse), each to completion; both do nothing when there is nothing to do."""
+        for command, name in (("herald-migrate", "migrate"), ("herald-migrate-queues", "queues")):
+            process = ManagedProcess(
+                name,
+                [find_console_script(command)],
+                env={**self.child_env, MARKER_ENV: self.plan.process_marker},
+                log_path=self.plan.log_dir / f"{name}.log",
+                on_line=self.console.line,
+            ).start()
+            try:
+                code = process.wait(timeout=MIGRATE_TIMEOUT)
+            except TimeoutError:
+                process.terminate(timeout=5)
+                raise DevstackError(
+                    f"{command} did not finish within {MIGRATE_TIMEOUT} s"
+                ) from None
+            if code != 0:
+                raise DevstackError(f"{command} failed with exit code {code}")
 
     def start_services(self) -> None:
         """The Herald services; returns once each answers its health URL or says it started."""
