@@ -415,14 +415,14 @@ class Bench:
 
     def prepare_delivery(self) -> None:
         """Drop the fan-out's jobs (its messages stay, pending) and add the delivery clients."""
+        # Their jobs go on purpose: hold the fan-out's mailing first, or the scheduler's
+        # lost-job sweep would rightly give its million messages new jobs during (b).
+        self.sql("UPDATE mailing SET paused_at = now() WHERE fanout_done_at IS NOT NULL")
         status, body = self.infra.rabbitmq.api.request(
             "DELETE", f"/api/queues/%2F/{DELIVER_QUEUE}/contents"
         )
         if status not in (200, 204):
             raise RuntimeError(f"purging {DELIVER_QUEUE}: {status} {body}")
-        # Their jobs are gone on purpose: hold the fan-out's mailing, or the scheduler's
-        # lost-job sweep would rightly give its million messages new jobs during (b).
-        self.sql("UPDATE mailing SET paused_at = now() WHERE fanout_done_at IS NOT NULL")
         first = 78_000_000_000
         for tag, count in (
             ("bench-0ms", self.sizes.deliver_0ms),
