@@ -15,7 +15,7 @@ from herald_api.main import create_app
 from herald_api.settings import ApiSettings
 from herald_common.rules.backoff import retry_tiers
 from herald_devstack.admin import BrokerAdmin
-from herald_devstack.rabbitmq_api import ManagementClient
+from herald_devstack.rabbitmq_api import ManagementClient, credentials_of
 from herald_testing.old_topology import declare_classic_topology
 
 # Long enough for five attempts (the API waits 0.5, 1, 2, 4 s between them).
@@ -24,9 +24,8 @@ RETRYING_S = 9.0
 
 def connections_of(rabbitmq: BrokerAdmin, amqp_url: str) -> int:
     vhost = quote(unquote(urlsplit(amqp_url).path[1:]), safe="")
-    status, body = ManagementClient(rabbitmq.management_url).request(
-        "GET", f"/api/vhosts/{vhost}/connections"
-    )
+    management = ManagementClient(rabbitmq.management_url, *credentials_of(amqp_url))
+    status, body = management.request("GET", f"/api/vhosts/{vhost}/connections")
     assert status == 200, body
     return len(body)
 
