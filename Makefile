@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run     - the whole system in the foreground (API on http://127.0.0.1:8000)"
 	@echo "make test    - every test except the slow soak/benchmark runs"
-	@echo "make test-cluster - Herald on a local 3-node RabbitMQ cluster, slow variants included (~6 min)"
+	@echo "make test-cluster - Herald on a local 3-node RabbitMQ cluster, slow variants included (~4 min)"
 	@echo "make lint    - ruff (lint + format check) and mypy --strict"
 	@echo "make format  - apply ruff's formatting and safe fixes"
 	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
