@@ -119,13 +119,6 @@ class Message(Base):
             postgresql_where=text("status = 'deferred'"),
         ),
         Index("ix_message_lease", "lease_until", postgresql_where=text("status = 'sending'")),
-        # The lost-job sweep (scheduler): messages waiting long for a job that never came.
-        Index(
-            "ix_message_pending_since", "updated_at", postgresql_where=text("status = 'pending'")
-        ),
-        Index(
-            "ix_message_retry_due", "next_attempt_at", postgresql_where=text("status = 'retrying'")
-        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -255,18 +255,37 @@ async def requeue_lost_jobs(
     message that is no longer claimable). Paused, deleted and ended mailings are left to
     their own sweeps.
     """
+    # The live mailings first (a few rows, on ix_mailing_unfinished), then their messages
+    # on ix_message_mailing_id_status: no index of its own, which every fan-out insert would
+    # have to maintain for a sweep that runs only when the queue is empty.
+    live = list(
+        (
+            await conn.execute(
+                text(
+                    """
+                    SELECT id FROM mailing
+                    WHERE finished_at IS NULL AND ends_at > now()
+                      AND deleted_at IS NULL AND paused_at IS NULL AND started_at IS NOT NULL
+                    """
+                )
+            )
+        ).scalars()
+    )
+    if not live:
+        return []
     rows = await conn.execute(
         text(
             """
             UPDATE message SET status = :pending, next_attempt_at = NULL, updated_at = now()
             WHERE id IN (
-                SELECT m.id FROM message m JOIN mailing ml ON ml.id = m.mailing_id
-                WHERE ((m.status = :pending AND m.updated_at < now() - :stale)
+                SELECT m.id FROM message m
+                WHERE m.mailing_id = ANY(CAST(:live AS bigint[]))
+                  AND m.status IN (:pending, :retrying)
+                  AND ((m.status = :pending AND m.updated_at < now() - :stale)
                     OR (m.status = :retrying AND m.next_attempt_at
                         < now() - :stale - (m.next_attempt_at - m.updated_at) / 3))
-                  AND ml.deleted_at IS NULL AND ml.paused_at IS NULL AND ml.ends_at > now()
-                ORDER BY m.id LIMIT :limit
-                FOR UPDATE OF m SKIP LOCKED
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
             )
             RETURNING id, mailing_id
             """
@@ -275,6 +294,7 @@ async def requeue_lost_jobs(
             "pending": MessageStatus.PENDING.value,
             "retrying": MessageStatus.RETRYING.value,
             "stale": stale_after,
+            "live": live,
             "limit": limit,
         },
     )

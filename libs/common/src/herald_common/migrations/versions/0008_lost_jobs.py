@@ -1,7 +1,5 @@
 """Finding messages whose job was lost, and outbox rows the broker refuses.
 
-- Partial indexes for the lost-job sweep: ``pending`` messages by when they last changed,
-  ``retrying`` ones by when their retry was due.
 - ``outbox.attempts``, ``last_error`` and ``quarantined_at``: a row the broker keeps refusing
   (unroutable) is set aside instead of blocking the rows behind it.
 - ``mailing.messages_pruned_at``, and a delete trigger that leaves the counters alone when the
@@ -32,18 +30,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_message_pending_since",
-        "message",
-        ["updated_at"],
-        postgresql_where=sa.text("status = 'pending'"),
-    )
-    op.create_index(
-        "ix_message_retry_due",
-        "message",
-        ["next_attempt_at"],
-        postgresql_where=sa.text("status = 'retrying'"),
-    )
     # The expiry sweep: which mailings still have idle messages (only unfinished ones do).
     op.create_index(
         "ix_mailing_message_count_idle",
@@ -86,5 +72,3 @@ def downgrade() -> None:
     op.drop_column("outbox", "quarantined_at")
     op.drop_column("outbox", "last_error")
     op.drop_column("outbox", "attempts")
-    op.drop_index("ix_message_retry_due", table_name="message")
-    op.drop_index("ix_message_pending_since", table_name="message")
