@@ -80,6 +80,7 @@ async def _probe(connection: AbstractConnection, spec: QueueSpec, name: str) -> 
         await channel.declare_queue(name, passive=True)
     except ChannelNotFoundEntity:
         return "missing"
+    await channel.close()
     channel = await connection.channel()
     try:
         await channel.declare_queue(name, durable=True, arguments=spec.arguments)
