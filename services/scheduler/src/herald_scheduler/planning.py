@@ -13,13 +13,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from herald_common.models import IDEMPOTENCY_KEEP_HOURS
+from herald_common.models import IDEMPOTENCY_KEEP_HOURS, IDLE_STATUS_PREDICATE
 from herald_common.statuses import IDLE_STATUSES, TERMINAL_STATUSES, MessageStatus
 
 IDLE = sorted(s.value for s in IDLE_STATUSES)
-# Spelled out in the statement, not bound: only then can the planner use the partial index
-# ix_mailing_message_count_idle, whose predicate is this list.
-IDLE_SQL = ", ".join(f"'{status}'" for status in IDLE)
 UNSETTLED = sorted(s.value for s in MessageStatus if s not in TERMINAL_STATUSES)
 
 
@@ -317,7 +314,7 @@ async def expire_ended(conn: AsyncConnection, limit: int) -> int:
                     f"""
                     SELECT c.mailing_id FROM mailing_message_count c
                     JOIN mailing ml ON ml.id = c.mailing_id
-                    WHERE c.status IN ({IDLE_SQL}) AND ml.ends_at <= now()
+                    WHERE c.{IDLE_STATUS_PREDICATE} AND ml.ends_at <= now()
                     GROUP BY c.mailing_id HAVING sum(c.count) > 0
                     """
                 )
