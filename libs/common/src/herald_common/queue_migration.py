@@ -29,16 +29,15 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from aio_pika.exceptions import ChannelClosed, ChannelNotFoundEntity, ChannelPreconditionFailed
-from pydantic import Field, field_validator
 
 from herald_common.broker import connect
 from herald_common.logs import configure_logging
 from herald_common.rules.backoff import retry_tiers
 from herald_common.settings import (
+    BrokerToolSettings,
     QueueSettings,
     RetrySettings,
     settings_or_exit,
-    split_amqp_urls,
 )
 from herald_common.topology import QueueLimits, QueueSpec, declare_exchanges, queue_specs
 
@@ -47,20 +46,8 @@ log = structlog.get_logger()
 TEMPORARY_SUFFIX = ".migrating"
 
 
-class MigrationSettings(RetrySettings, QueueSettings):
-    """The services' queue settings, so that the queues end as the services will declare them;
-    no database."""
-
-    amqp_url: str = Field(description="RabbitMQ URL(s), as the services have it.")
-    log_level: str = "INFO"
-    service_instance: str = ""
-
-    @field_validator("amqp_url")
-    @classmethod
-    def _check_amqp_url(cls, value: str) -> str:
-        if not split_amqp_urls(value):
-            raise ValueError("is required")
-        return value
+class MigrationSettings(BrokerToolSettings, RetrySettings, QueueSettings):
+    """The services' queue settings, so that the queues end as the services will declare them."""
 
 
 class ConsumersStillAttached(Exception):

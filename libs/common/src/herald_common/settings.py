@@ -128,6 +128,24 @@ class QueueSettings(BaseSettings):
     )
 
 
+class BrokerToolSettings(BaseSettings):
+    """What a command that talks to RabbitMQ alone needs (herald-migrate-queues,
+    herald-dead-letters): the services' broker URL(s), no database."""
+
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    amqp_url: str = Field(description="RabbitMQ URL(s), as the services have it.")
+    log_level: str = "INFO"
+    service_instance: str = ""
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_url(cls, value: str) -> str:
+        if not split_amqp_urls(value):
+            raise ValueError("is required")
+        return value
+
+
 class BadSettings(Exception):
     """Settings a service cannot start with; one line per problem, named by variable."""
 

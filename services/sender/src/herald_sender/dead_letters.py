@@ -20,25 +20,23 @@ from typing import Annotated
 
 import typer
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from herald_common.broker import Publisher, connect
 from herald_common.contracts import DeliveryJob
 from herald_common.jobs import redelivery_job
-from herald_common.settings import EXIT_BAD_SETTINGS, BadSettings, load_settings
+from herald_common.settings import (
+    EXIT_BAD_SETTINGS,
+    BadSettings,
+    BrokerToolSettings,
+    load_settings,
+)
 from herald_common.topology import DEAD_QUEUE
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
 console = Console()
-
-
-class DeadLetterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
-
-    amqp_url: str = Field(description="RabbitMQ URL, as the services use it.")
 
 
 @dataclass
@@ -108,9 +106,9 @@ def _report(result: Sweep, verb: str) -> None:
         )
 
 
-def _settings() -> DeadLetterSettings:
+def _settings() -> BrokerToolSettings:
     try:
-        return load_settings(DeadLetterSettings)
+        return load_settings(BrokerToolSettings)
     except BadSettings as error:
         for problem in error.problems:
             console.print(f"herald-dead-letters: {problem}")
