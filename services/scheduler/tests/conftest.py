@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Publisher, connect
-from herald_common.contracts import DeliveryJob
 from herald_common.rules.backoff import retry_tiers
-from herald_common.topology import DELIVER_QUEUE, declare_topology
+from herald_common.topology import declare_topology
 from herald_scheduler.backlog import DeliverBacklog
 from herald_scheduler.scheduler import Scheduler
 from herald_scheduler.settings import SchedulerSettings
@@ -45,18 +43,3 @@ async def scheduler(
         migrated_db_url, amqp_url, fanout_chunk_size=300, job_size=50, stale_job_s=30
     )
     return Scheduler(clean_engine, publisher, settings, DeliverBacklog(broker).ready_jobs)
-
-
-async def drain_jobs(connection: AbstractRobustConnection) -> list[DeliveryJob]:
-    """Every delivery job waiting in the queue, acknowledged."""
-    channel = await connection.channel()
-    queue = await channel.get_queue(DELIVER_QUEUE)
-    jobs: list[DeliveryJob] = []
-    while True:
-        message = await queue.get(no_ack=True, fail=False)
-        if message is None:
-            break
-        assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
-        jobs.append(DeliveryJob.decode(message.body))
-    await channel.close()
-    return jobs

@@ -21,8 +21,9 @@ from herald_scheduler import metrics
 from herald_scheduler.backlog import DeliverBacklog
 from herald_scheduler.scheduler import Scheduler
 from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
+from herald_testing.queues import drain_jobs
 
-from .conftest import drain_jobs, make_settings
+from .conftest import make_settings
 
 
 async def test_an_unroutable_row_is_quarantined_and_the_rows_behind_it_go_out_once(

@@ -19,8 +19,9 @@ from herald_common.outbox import add_to_outbox
 from herald_scheduler import planning
 from herald_scheduler.scheduler import Scheduler
 from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
+from herald_testing.queues import drain_jobs
 
-from .conftest import drain_jobs, make_settings
+from .conftest import make_settings
 
 
 async def run_until_idle(scheduler: Scheduler, max_ticks: int = 1000) -> int:

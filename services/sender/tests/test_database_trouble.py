@@ -20,6 +20,7 @@ from herald_common.jobs import delivery_jobs
 from herald_common.settings import HeraldSettings
 from herald_common.topology import DEAD_QUEUE, DELIVER_QUEUE
 from herald_sender.worker import DeliveryWorker
+from herald_testing.queues import drain_jobs
 
 from .conftest import Rig
 from .test_worker import make_messages, messages
@@ -47,18 +48,7 @@ async def settled_jobs(rig: Rig) -> list[DeliveryJob]:
     for channel in rig.closing:
         await channel.close()
     rig.closing.clear()
-    return await queue_jobs(rig, DELIVER_QUEUE)
-
-
-async def queue_jobs(rig: Rig, name: str) -> list[DeliveryJob]:
-    channel = await rig.broker.channel()
-    queue = await channel.get_queue(name)
-    jobs = []
-    while (message := await queue.get(no_ack=True, fail=False)) is not None:
-        assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
-        jobs.append(DeliveryJob.decode(message.body))
-    await channel.close()
-    return jobs
+    return await drain_jobs(rig.broker, DELIVER_QUEUE)
 
 
 @pytest.fixture
@@ -93,7 +83,7 @@ async def test_a_pool_timeout_requeues_the_job_with_a_pause_instead_of_dead_lett
 
     await worker.handle(await take_job(rig))
 
-    assert await queue_jobs(rig, DEAD_QUEUE) == []
+    assert await drain_jobs(rig.broker, DEAD_QUEUE) == []
     [copy] = await settled_jobs(rig)  # the copy only: the original was acked
     assert (copy.mailing_id, copy.message_ids) == (mailing_id, ids)
     assert [m["status"] for m in await messages(rig)] == ["pending"] * 3
@@ -121,7 +111,9 @@ async def test_a_database_that_stays_down_is_asked_less_and_less_often(
             started = time.monotonic()
             await worker.handle(job)
             pauses.append((round(time.monotonic() - started, 1), worker._db_failures))
-            await queue_jobs(rig, DELIVER_QUEUE)  # the requeued copy; the next round sends anew
+            await drain_jobs(
+                rig.broker, DELIVER_QUEUE
+            )  # the requeued copy; the next round sends anew
     finally:
         await down.dispose()
     # 1st: no wait, then a 1 s pause; 2nd waits it out, fails, 2 s; 3rd waits 2 s.
@@ -129,7 +121,7 @@ async def test_a_database_that_stays_down_is_asked_less_and_less_often(
     assert pauses[0][0] < 0.5
     assert 0.8 <= pauses[1][0] < 1.8
     assert 1.8 <= pauses[2][0] < 2.8
-    assert await queue_jobs(rig, DEAD_QUEUE) == []
+    assert await drain_jobs(rig.broker, DEAD_QUEUE) == []
 
 
 async def test_a_429_answered_to_every_call_in_flight_is_written_once(rig: Rig) -> None:

@@ -7,7 +7,6 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from typer.testing import CliRunner
@@ -17,6 +16,7 @@ from herald_common.contracts import DeliveryJob
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import DEAD_EXCHANGE, DEAD_QUEUE, DELIVER_QUEUE, declare_topology
 from herald_sender.dead_letters import app, sweep_dead_letters
+from herald_testing.queues import drain_queue
 
 
 @pytest.fixture
@@ -39,17 +39,6 @@ async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
         await connection.close()
 
 
-async def drain(connection: AbstractRobustConnection, name: str) -> list[bytes]:
-    channel = await connection.channel()
-    queue = await channel.get_queue(name)
-    bodies = []
-    while (message := await queue.get(no_ack=True, fail=False)) is not None:
-        assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
-        bodies.append(message.body)
-    await channel.close()
-    return bodies
-
-
 def jobs_of(bodies: list[bytes]) -> list[tuple[int, list[int]]]:
     return sorted((j.mailing_id, j.message_ids) for j in map(DeliveryJob.decode, bodies))
 
@@ -61,8 +50,8 @@ async def test_show_counts_by_mailing_and_moves_nothing(
 
     assert seen.moved == Counter({1: 2, 2: 1})
     assert seen.unreadable == 1
-    assert len(await drain(broker, DEAD_QUEUE)) == 4
-    assert await drain(broker, DELIVER_QUEUE) == []
+    assert len(await drain_queue(broker, DEAD_QUEUE)) == 4
+    assert await drain_queue(broker, DELIVER_QUEUE) == []
 
 
 async def test_replay_one_mailing_then_the_rest_within_a_limit(
@@ -70,15 +59,15 @@ async def test_replay_one_mailing_then_the_rest_within_a_limit(
 ) -> None:
     first = await sweep_dead_letters(amqp_url, replay=True, mailing_id=2)
     assert (first.moved, first.kept) == (Counter({2: 1}), Counter({1: 2}))
-    assert jobs_of(await drain(broker, DELIVER_QUEUE)) == [(2, [3])]
+    assert jobs_of(await drain_queue(broker, DELIVER_QUEUE)) == [(2, [3])]
 
     second = await sweep_dead_letters(amqp_url, replay=True, limit=1)
     assert second.total_moved == 1
     third = await sweep_dead_letters(amqp_url, replay=True)
     assert third.total_moved == 1
-    assert jobs_of(await drain(broker, DELIVER_QUEUE)) == [(1, [1, 2]), (1, [4])]
+    assert jobs_of(await drain_queue(broker, DELIVER_QUEUE)) == [(1, [1, 2]), (1, [4])]
     # The unreadable one stays for a human.
-    assert await drain(broker, DEAD_QUEUE) == [b"not a job"]
+    assert await drain_queue(broker, DEAD_QUEUE) == [b"not a job"]
 
 
 async def test_the_command_replays_and_says_what_it_did(
@@ -92,7 +81,7 @@ async def test_the_command_replays_and_says_what_it_did(
     assert result.exit_code == 0, result.output
     assert "3 job(s) back in herald.deliver" in result.output
     assert "1 unreadable job(s) left in herald.dead" in result.output
-    assert len(jobs_of(await drain(broker, DELIVER_QUEUE))) == 3
+    assert len(jobs_of(await drain_queue(broker, DELIVER_QUEUE))) == 3
 
 
 def test_the_command_names_a_missing_setting(monkeypatch: pytest.MonkeyPatch) -> None:
