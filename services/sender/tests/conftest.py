@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Publisher, connect
+from herald_common.clock import DatabaseClock
 from herald_common.rules.backoff import retry_tiers
 from herald_common.topology import declare_topology
 from herald_provider_sim import make_token, running_simulator
@@ -35,10 +36,25 @@ class Rig:
         response = await self.sim.put("/_sim/faults", json=faults)
         response.raise_for_status()
 
-    def worker_with(self, **settings: object) -> DeliveryWorker:
-        """Another worker on the rig's provider and recorder, with some settings changed."""
-        changed = self.settings.model_copy(update=settings)
-        return DeliveryWorker(self.engine, self.worker._provider, self.worker._recorder, changed)
+    def worker_with(
+        self,
+        *,
+        engine: AsyncEngine | None = None,
+        provider: ProviderClient | None = None,
+        publisher: Publisher | None = None,
+        clock: DatabaseClock | None = None,
+        **settings: object,
+    ) -> DeliveryWorker:
+        """Another worker on the rig's recorder; by default also its engine and provider, with
+        some settings changed."""
+        return DeliveryWorker(
+            engine or self.engine,
+            provider or self.worker._provider,
+            self.worker._recorder,
+            self.settings.model_copy(update=settings),
+            publisher=publisher,
+            clock=clock,
+        )
 
     async def received(self) -> list[dict[str, object]]:
         response = await self.sim.get("/_sim/requests", params={"limit": 10_000})

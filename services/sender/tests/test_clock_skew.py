@@ -23,9 +23,7 @@ def skewed_clock(skew: timedelta) -> DatabaseClock:
 
 
 def worker_on(rig: Rig, clock: DatabaseClock) -> DeliveryWorker:
-    return DeliveryWorker(
-        rig.engine, rig.worker._provider, rig.worker._recorder, rig.settings, clock=clock
-    )
+    return rig.worker_with(clock=clock)
 
 
 async def database_now(rig: Rig) -> datetime:

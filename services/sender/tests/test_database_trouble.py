@@ -19,7 +19,6 @@ from herald_common.db import create_engine
 from herald_common.jobs import delivery_jobs
 from herald_common.settings import HeraldSettings
 from herald_common.topology import DEAD_QUEUE, DELIVER_QUEUE
-from herald_sender.worker import DeliveryWorker
 from herald_testing.queues import drain_jobs
 
 from .conftest import Rig
@@ -73,13 +72,7 @@ async def test_a_pool_timeout_requeues_the_job_with_a_pause_instead_of_dead_lett
     mailing_id, ids = await make_messages(rig, 3)
     publisher = await Publisher.open(rig.broker)
     await publisher.publish_all(delivery_jobs(mailing_id, ids, 100))
-    worker = DeliveryWorker(
-        starved_engine,
-        rig.worker._provider,
-        rig.worker._recorder,
-        rig.settings,
-        publisher=publisher,
-    )
+    worker = rig.worker_with(engine=starved_engine, publisher=publisher)
 
     await worker.handle(await take_job(rig))
 
@@ -100,9 +93,7 @@ async def test_a_database_that_stays_down_is_asked_less_and_less_often(
     down = create_engine(settings, pre_ping=False)
     mailing_id, ids = await make_messages(rig, 1)
     publisher = await Publisher.open(rig.broker)
-    worker = DeliveryWorker(
-        down, rig.worker._provider, rig.worker._recorder, rig.settings, publisher=publisher
-    )
+    worker = rig.worker_with(engine=down, publisher=publisher)
     pauses = []
     try:
         for _ in range(3):
@@ -164,10 +155,7 @@ async def test_a_job_waiting_past_the_hold_limit_goes_back_instead_of_outliving_
         )
     publisher = await Publisher.open(rig.broker)
     await publisher.publish_all(delivery_jobs(mailing_id, ids, 100))
-    settings = rig.settings.model_copy(update={"job_hold_max_s": 1.0})
-    worker = DeliveryWorker(
-        rig.engine, rig.worker._provider, rig.worker._recorder, settings, publisher=publisher
-    )
+    worker = rig.worker_with(publisher=publisher, job_hold_max_s=1.0)
 
     started = time.monotonic()
     await worker.handle(await take_job(rig))

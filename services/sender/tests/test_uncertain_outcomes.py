@@ -21,10 +21,7 @@ from .test_worker import make_messages, messages
 
 def failing_worker(rig: Rig, provider: ProviderClient | None = None) -> DeliveryWorker:
     """The rig's worker with HERALD_UNCERTAIN_OUTCOME=fail."""
-    if provider is None:
-        return rig.worker_with(uncertain_outcome="fail")
-    settings = rig.settings.model_copy(update={"uncertain_outcome": "fail"})
-    return DeliveryWorker(rig.engine, provider, rig.worker._recorder, settings)
+    return rig.worker_with(provider=provider, uncertain_outcome="fail")
 
 
 def uncertain(action: str) -> float:
