@@ -28,7 +28,7 @@ from herald_sender.claims import claim
 from herald_testing.api import started_app
 from herald_testing.factories import insert_clients, insert_mailing, utcnow
 
-TOKEN = "race-token"
+TOKEN = "race-token-0123456789abcdef0123456789"
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def api_serves() -> Any:
     settings = ApiSettings(
         database_url="postgresql://herald:x@127.0.0.1:5432/herald",
         amqp_url="amqp://guest:guest@127.0.0.1:5672/",
-        api_token="x",
+        api_token="x" * 32,
     )
     # Building the app connects nothing (that is the lifespan's job).
     app = create_app(settings)

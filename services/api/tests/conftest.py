@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import herald_testing.api
 
-TOKEN = "test-token"
+# Herald refuses API tokens under 32 characters (herald_common.safety).
+TOKEN = "test-token-0123456789abcdef0123456789"
 
 
 @asynccontextmanager

@@ -46,6 +46,7 @@ def admin_settings(issuer: str, **overrides: Any) -> dict[str, Any]:
         "oidc_client_id": "herald-admin",
         "oidc_client_secret": SecretStr("client-secret"),
         "admin_session_secret": SecretStr(SESSION_SECRET),
+        "oidc_redirect_url": "https://herald.test/admin/auth",
         "admin_emails": ADMIN,
         "admin_domains": "corp.example",
         "admin_groups": "herald-admins",
@@ -306,6 +307,17 @@ async def test_a_configured_redirect_url_is_what_the_provider_is_told(
         start = await client.get("/admin/login/start")
         query = parse_qs(urlsplit(start.headers["location"]).query)
         assert query["redirect_uri"] == [public]
+
+
+async def test_a_forged_host_header_does_not_choose_where_the_login_code_goes(
+    admin_app: FastAPI,
+) -> None:
+    # The provider sends the code to the redirect URI: taken from the request, a Host header
+    # of the attacker's choosing would have it sent to them.
+    async with browser(admin_app) as client:
+        start = await client.get("/admin/login/start", headers={"Host": "evil.example"})
+        query = parse_qs(urlsplit(start.headers["location"]).query)
+        assert query["redirect_uri"] == ["https://herald.test/admin/auth"]
 
 
 async def test_login_never_leads_off_site(admin_app: FastAPI, issuer: str) -> None:
@@ -787,6 +799,13 @@ async def test_the_admin_is_off_until_an_issuer_is_configured(
     [
         ({"oidc_client_id": ""}, "HERALD_OIDC_CLIENT_ID"),
         ({"admin_session_secret": SecretStr("short")}, "HERALD_ADMIN_SESSION_SECRET"),
+        ({"admin_session_secret": SecretStr("")}, "HERALD_ADMIN_SESSION_SECRET"),
+        (
+            {"admin_session_secret": SecretStr("CHANGE-ME-TO-32-OR-MORE-RANDOM-CHARACTERS")},
+            "HERALD_ADMIN_SESSION_SECRET",
+        ),
+        ({"oidc_redirect_url": ""}, "HERALD_OIDC_REDIRECT_URL"),
+        ({"oidc_redirect_url": "/admin/auth"}, "HERALD_OIDC_REDIRECT_URL"),
         ({"admin_emails": "", "admin_domains": "", "admin_groups": ""}, "HERALD_ADMIN_EMAILS"),
         ({"oidc_issuer": "ftp://idp"}, "HERALD_OIDC_ISSUER"),
         ({"oidc_issuer": "http://sso.example.com/realms/herald"}, "HERALD_OIDC_ISSUER"),
@@ -799,13 +818,18 @@ def test_admin_settings_refuse_what_cannot_work(overrides: dict[str, Any], varia
 
     from herald_api.settings import ApiSettings
 
-    with pytest.raises(ValidationError, match=variable):
+    from herald_common.settings import describe_errors
+
+    with pytest.raises(ValidationError) as raised:
         ApiSettings(
             database_url="postgresql://h@127.0.0.1/h",
             amqp_url="amqp://127.0.0.1/",
             api_token=SecretStr(TOKEN),
             **admin_settings("http://localhost:1", **overrides),
         )
+    # What the operator reads (settings_invalid, stderr): one line, naming the variable.
+    [problem] = describe_errors(raised.value)
+    assert variable in problem
 
 
 async def test_a_database_that_cannot_be_reached_is_a_page_saying_to_retry(

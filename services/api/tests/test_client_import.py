@@ -23,7 +23,7 @@ from herald_api.main import create_app
 from herald_api.settings import ApiSettings
 from herald_testing.factories import insert_clients, insert_mailing, utcnow
 
-from .conftest import count_rows
+from .conftest import TOKEN, count_rows
 
 IMPORT = "/api/v1/clients/import"
 CSV = {"Content-Type": "text/csv"}
@@ -548,7 +548,7 @@ async def test_openapi_documents_the_import() -> None:
     settings = ApiSettings(
         database_url="postgresql://nobody@127.0.0.1:1/none",
         amqp_url="amqp://nobody@127.0.0.1:1/",
-        api_token=SecretStr("unused"),
+        api_token=SecretStr(TOKEN),
     )
     transport = httpx.ASGITransport(create_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -12,6 +12,8 @@ from herald_api.observability import route_template
 from herald_api.settings import ApiSettings
 from herald_devstack.probes import free_port
 
+from .conftest import TOKEN
+
 
 async def test_healthz_answers_ok(anonymous: httpx.AsyncClient) -> None:
     response = await anonymous.get("/healthz")
@@ -37,7 +39,7 @@ async def test_readyz_is_503_while_the_broker_is_unreachable(migrated_db_url: st
     settings = ApiSettings(
         database_url=migrated_db_url,
         amqp_url="amqp://guest:guest@127.0.0.1:9/",
-        api_token=SecretStr("t"),
+        api_token=SecretStr(TOKEN),
     )
     app = create_app(settings)
     async with (
@@ -127,10 +129,10 @@ async def test_a_database_that_cannot_be_reached_is_a_503_to_retry_not_a_500() -
     settings = ApiSettings(
         database_url=f"postgresql+psycopg://herald:herald@127.0.0.1:{free_port()}/herald",
         amqp_url="amqp://guest:guest@127.0.0.1:9/",
-        api_token=SecretStr("t"),
+        api_token=SecretStr(TOKEN),
     )
     app = create_app(settings)
-    headers = {"Authorization": "Bearer t"}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

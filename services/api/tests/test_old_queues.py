@@ -18,6 +18,8 @@ from herald_devstack.admin import BrokerAdmin
 from herald_devstack.rabbitmq_api import ManagementClient, credentials_of
 from herald_testing.old_topology import declare_classic_topology
 
+from .conftest import TOKEN
+
 # Long enough for five attempts (the API waits 0.5, 1, 2, 4 s between them).
 RETRYING_S = 9.0
 
@@ -39,7 +41,7 @@ async def test_the_api_stays_unready_on_classic_queues_without_piling_up_connect
     settings = ApiSettings(
         database_url=migrated_db_url,
         amqp_url=amqp_url,
-        api_token=SecretStr("t"),
+        api_token=SecretStr(TOKEN),
         db_pool_size=2,
     )
     app = create_app(settings)

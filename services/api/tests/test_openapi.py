@@ -34,7 +34,7 @@ async def docs() -> AsyncIterator[httpx.AsyncClient]:
     settings = ApiSettings(
         database_url="postgresql://nobody@127.0.0.1:1/none",
         amqp_url="amqp://nobody@127.0.0.1:1/",
-        api_token=SecretStr("unused"),
+        api_token=SecretStr("unused-" + "0" * 32),
     )
     transport = httpx.ASGITransport(create_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

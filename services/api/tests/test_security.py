@@ -17,8 +17,8 @@ from herald_api.settings import ApiSettings
 
 from .conftest import TOKEN, count_rows, started_app
 
-CI_TOKEN = "ci-token-0123456789abcdef"
-PARTNER_TOKEN = "partner-token-fedcba9876543210"
+CI_TOKEN = "ci-token-0123456789abcdef0123456789"
+PARTNER_TOKEN = "partner-token-fedcba9876543210fedcba"
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_a_bad_token_list_is_refused_at_start_naming_the_entry_not_the_token(
         ApiSettings(
             database_url="postgresql://h@127.0.0.1/h",
             amqp_url="amqp://127.0.0.1/",
-            api_token=SecretStr("t"),
+            api_token=SecretStr(TOKEN),
             api_tokens=SecretStr(spec),
         )
     message = str(raised.value)

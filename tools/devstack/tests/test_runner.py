@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 
+from herald_common.safety import secret_problem
 from herald_devstack import runner as runner_module
 from herald_devstack.cli import main
 from herald_devstack.console import Console
@@ -102,6 +103,7 @@ def test_runner_starts_postgres_and_services_and_gives_up_on_a_crash_loop(
             "HERALD_OIDC_ISSUER",
             "HERALD_OIDC_CLIENT_ID",
             "HERALD_OIDC_CLIENT_SECRET",
+            "HERALD_OIDC_REDIRECT_URL",
             "HERALD_ADMIN_COOKIE_SECURE",
             "HERALD_ADMIN_SESSION_SECRET",
             "HERALD_ADMIN_EMAILS",
@@ -135,6 +137,10 @@ def test_runner_starts_postgres_and_services_and_gives_up_on_a_crash_loop(
         assert metadata["issuer"] == issuer
         assert settings["HERALD_ADMIN_EMAILS"] == DEV_ADMIN_EMAIL
         assert len(settings["HERALD_ADMIN_SESSION_SECRET"]) >= 32
+        assert settings["HERALD_OIDC_REDIRECT_URL"] == f"{plan.api_url}/admin/auth"
+        # Tokens the API accepts: 32 or more characters, no placeholder.
+        assert secret_problem(settings["HERALD_API_TOKEN"]) is None
+        assert secret_problem(settings["HERALD_ADMIN_SESSION_SECRET"]) is None
 
         # What the reporter would do: the sink keeps the mail as a file in the state dir.
         assert settings["HERALD_SMTP_PORT"] == env["HERALD_DEV_SMTP_PORT"]

@@ -41,7 +41,9 @@ def to_sqlalchemy_url(url: str) -> str:
 class HeraldSettings(BaseSettings):
     """What every service needs: where the database and the broker are, and how to log."""
 
-    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         description="PostgreSQL URL, e.g. postgresql://herald:herald@127.0.0.1:5432/herald"
@@ -102,7 +104,9 @@ class HeraldSettings(BaseSettings):
 class RetrySettings(BaseSettings):
     """Backoff steps; every service declaring the topology must agree on them."""
 
-    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", extra="ignore", hide_input_in_errors=True
+    )
 
     retry_base_ms: int = Field(default=2_000, ge=10, description="Delay after the first failure.")
     retry_max_ms: int = Field(default=900_000, ge=10, description="Longest delay between attempts.")
@@ -112,7 +116,9 @@ class QueueSettings(BaseSettings):
     """Queue arguments; like the backoff steps, every service declaring the topology must agree
     (a queue redeclared with other arguments is refused by the broker)."""
 
-    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", extra="ignore", hide_input_in_errors=True
+    )
 
     delivery_limit: int = Field(
         default=20,
@@ -132,7 +138,9 @@ class BrokerToolSettings(BaseSettings):
     """What a command that talks to RabbitMQ alone needs (herald-migrate-queues,
     herald-dead-letters): the services' broker URL(s), no database."""
 
-    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", extra="ignore", hide_input_in_errors=True
+    )
 
     amqp_url: str = Field(description="RabbitMQ URL(s), as the services have it.")
     log_level: str = "INFO"

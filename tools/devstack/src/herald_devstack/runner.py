@@ -161,6 +161,12 @@ class Runner:
             self._register_dev_admin()
         if not self.environ.get("HERALD_API_TOKEN"):
             self.settings["HERALD_API_TOKEN"] = load_or_create_secret(plan.api_token_path)
+        if self.child_env.get("HERALD_OIDC_ISSUER") and not self.environ.get(
+            "HERALD_OIDC_REDIRECT_URL"
+        ):
+            # The admin UI's callback is configured, never taken from the Host header: here,
+            # where this stack's API listens.
+            self.settings["HERALD_OIDC_REDIRECT_URL"] = f"{plan.api_url}/admin/auth"
         if self.simulator is None and not self.environ.get("HERALD_PROVIDER_TOKEN"):
             # An outside provider without a token: run anyway, so a provider that checks its
             # token answers 401 and the logs say why, rather than no sender starting at all.

@@ -24,7 +24,8 @@ from herald_provider_sim import make_token
 T = TypeVar("T")
 
 SIM_SECRET = "e2e-secret"
-API_TOKEN = "e2e-api-token"
+# Herald refuses API tokens under 32 characters.
+API_TOKEN = "e2e-api-token-0123456789abcdef0123456789"
 
 # Short delays so that a test sees several retry rounds within seconds.
 FAST_ENV = {
@@ -81,6 +82,9 @@ class HeraldStack:
             "HERALD_SIM_JWT_SECRET": SIM_SECRET,
             **self.extra_env,
         }
+        if self.env.get("HERALD_OIDC_ISSUER") and not self.env.get("HERALD_OIDC_REDIRECT_URL"):
+            # The admin UI needs its callback configured (never taken from the Host header).
+            self.env["HERALD_OIDC_REDIRECT_URL"] = f"http://127.0.0.1:{self.api_port}/admin/auth"
         self.api = httpx.Client(
             base_url=f"http://127.0.0.1:{self.api_port}/api/v1",
             headers={"Authorization": f"Bearer {API_TOKEN}"},

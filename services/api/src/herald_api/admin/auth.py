@@ -64,7 +64,8 @@ async def login_page(request: Request, target: NextPath = None) -> Response:
 async def login_start(request: Request, target: NextPath = None) -> Response:
     request.session["next"] = safe_next(target)
     settings: ApiSettings = request.app.state.settings
-    redirect_uri = settings.oidc_redirect_url or str(request.url_for("auth_callback"))
+    # Configured, never derived from the request: its Host header is whatever the client sent.
+    redirect_uri = settings.oidc_redirect_url
     response: Response = await _client(request).authorize_redirect(request, redirect_uri)
     return response
 
