@@ -383,6 +383,29 @@ async def test_every_form_needs_the_sessions_csrf_token(
     assert await count_rows(clean_engine, "client") == 1
 
 
+@pytest.mark.parametrize(
+    ("headers", "data"),
+    [
+        ({"X-CSRF-Token": "jeton-évidemment-faux".encode()}, {}),
+        ({"X-CSRF-Token": b"\xff\xfe"}, {}),
+        ({}, {"csrf_token": "jeton-évidemment-faux"}),
+        ({}, {"csrf_token": "токен"}),
+    ],
+    ids=["header-utf8", "header-bytes", "form-latin", "form-cyrillic"],
+)
+async def test_a_non_ascii_csrf_token_is_refused_with_403_not_a_500(
+    admin: httpx.AsyncClient,
+    clean_engine: AsyncEngine,
+    headers: dict[str, bytes],
+    data: dict[str, str],
+) -> None:
+    body = {"phone": "79001234567", "tag": "vip", "timezone": "UTC", **data}
+    refused = await admin.post("/admin/clients/new", data=body, headers=headers)
+    assert refused.status_code == 403
+    assert "The form was stale or came from another site" in refused.text
+    assert await count_rows(clean_engine, "client") == 0
+
+
 async def test_logout_ends_the_session_also_for_a_copied_cookie(
     admin: httpx.AsyncClient, admin_app: FastAPI, clean_engine: AsyncEngine
 ) -> None:

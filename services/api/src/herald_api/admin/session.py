@@ -112,7 +112,11 @@ def csrf_token(request: Request) -> str:
 
 def check_csrf(request: Request, given: str | None) -> None:
     expected = request.session.get("csrf")
-    if not isinstance(expected, str) or not given or not hmac.compare_digest(given, expected):
+    if not isinstance(expected, str) or not given:
+        raise CsrfRefused
+    # As bytes: compare_digest refuses str holding non-ASCII (a TypeError, so a 500), and a
+    # header or form field may hold anything. surrogatepass encodes every str there is.
+    if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
         raise CsrfRefused
 
 
