@@ -81,3 +81,42 @@ def test_the_sender_refuses_to_start_with_a_short_lease_and_says_why() -> None:
         "herald-sender: HERALD_LEASE_S: must be at least twice HERALD_PROVIDER_TIMEOUT_S (10 s)"
     )
     assert "settings_invalid" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "allow"),
+    [
+        ("https://provider.example.com/v1", ""),
+        ("http://127.0.0.1:8001/v1", ""),
+        ("http://localhost:8001/v1", ""),
+        ("http://provider-sim:8001/v1", ""),  # a compose service
+        ("http://herald-provider-sim.herald.svc.cluster.local:8001/v1", ""),
+        ("http://provider.example.com/v1", "true"),
+    ],
+)
+def test_the_provider_url_is_accepted_when_the_token_stays_private(
+    monkeypatch: pytest.MonkeyPatch, url: str, allow: str
+) -> None:
+    monkeypatch.setenv("HERALD_PROVIDER_URL", url)
+    if allow:
+        monkeypatch.setenv("HERALD_PROVIDER_ALLOW_INSECURE_HTTP", allow)
+    assert SenderSettings().provider_url == url  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://provider.example.com/v1", "http://10.0.0.7:8001/v1", "http://192.168.1.20/v1"]
+)
+def test_the_sender_refuses_to_send_its_token_over_http_to_another_host_and_says_why(
+    url: str,
+) -> None:
+    env = {**REQUIRED, "PATH": os.environ["PATH"], "HERALD_PROVIDER_URL": url}
+    script = Path(sys.executable).with_name("herald-sender")
+    result = subprocess.run(
+        [str(script)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == EXIT_BAD_SETTINGS, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "herald-sender: HERALD_PROVIDER_URL: would send HERALD_PROVIDER_TOKEN over plain http://"
+    )
+    assert "HERALD_PROVIDER_ALLOW_INSECURE_HTTP=true" in line

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from herald_common.safety import provider_url_problem
 from herald_common.settings import HeraldSettings, QueueSettings, RetrySettings
 
 
@@ -13,6 +14,11 @@ class SenderSettings(HeraldSettings, RetrySettings, QueueSettings):
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     provider_url: str = Field(description="Base URL; messages go to {provider_url}/send/{id}.")
     provider_token: SecretStr = Field(description="JWT sent as the provider's bearer token.")
+    provider_allow_insecure_http: bool = Field(
+        default=False,
+        description="Send the token over plain http:// to a host that is neither loopback nor "
+        "in-cluster (refused by default).",
+    )
     provider_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
     provider_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="Whole-request limit of one provider call."
@@ -80,3 +86,10 @@ class SenderSettings(HeraldSettings, RetrySettings, QueueSettings):
                 f"so that a claim outlives the provider call made under it"
             )
         return lease_s
+
+    @model_validator(mode="after")
+    def _token_not_in_clear(self) -> Self:
+        problem = provider_url_problem(self.provider_url, self.provider_allow_insecure_http)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
