@@ -74,6 +74,12 @@ def test_defaults_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
             "HERALD_SMTP_SECURITY: Input should be 'none', 'starttls' or 'tls'",
             id="security-unknown",
         ),
+        pytest.param(
+            {"HERALD_REPORT_RECIPIENTS": "a@b.c", "HERALD_SMTP_USERNAME": "reporter"},
+            "HERALD_SMTP_USERNAME: SMTP AUTH with HERALD_SMTP_SECURITY=none would send the "
+            "password in clear text",
+            id="auth-without-tls",
+        ),
     ],
 )
 def test_bad_settings_stop_the_service_naming_the_variable(
@@ -89,6 +95,28 @@ def test_bad_settings_stop_the_service_naming_the_variable(
     assert problem.startswith(expected)
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HERALD_SMTP_USERNAME": "reporter", "HERALD_SMTP_SECURITY": "starttls"},
+        {"HERALD_SMTP_USERNAME": "reporter", "HERALD_SMTP_SECURITY": "tls"},
+        {"HERALD_SMTP_USERNAME": "reporter", "HERALD_SMTP_ALLOW_PLAINTEXT_AUTH": "true"},
+        {"HERALD_SMTP_SECURITY": "none"},  # a relay that needs no AUTH
+    ],
+    ids=["starttls", "tls", "explicitly-allowed", "no-auth"],
+)
+def test_smtp_auth_is_accepted_over_tls_or_when_explicitly_allowed(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    monkeypatch.setenv("HERALD_REPORT_RECIPIENTS", "ops@example.com")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    settings = load_settings(ReporterSettings)
+
+    assert settings.smtp_username == env.get("HERALD_SMTP_USERNAME", "")
+
+
 def test_the_process_refuses_to_start_and_says_why() -> None:
     env = {**BASE, "PATH": os.environ["PATH"], "HERALD_REPORT_RECIPIENTS": ""}
     script = Path(sys.executable).with_name("herald-reporter")
@@ -102,3 +130,25 @@ def test_the_process_refuses_to_start_and_says_why() -> None:
     [line] = [json.loads(line) for line in result.stdout.splitlines()]
     assert line["event"] == "settings_invalid"
     assert line["level"] == "error"
+
+
+def test_the_process_refuses_smtp_auth_in_clear_text_in_one_line() -> None:
+    env = {
+        **BASE,
+        "PATH": os.environ["PATH"],
+        "HERALD_REPORT_RECIPIENTS": "ops@example.com",
+        "HERALD_SMTP_HOST": "smtp.example.com",
+        "HERALD_SMTP_USERNAME": "reporter",
+        "HERALD_SMTP_PASSWORD": "hunter2-hunter2",
+    }
+    script = Path(sys.executable).with_name("herald-reporter")
+
+    result = subprocess.run(
+        [str(script)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == EXIT_BAD_SETTINGS
+    [line] = result.stderr.splitlines()
+    assert line.startswith("herald-reporter: HERALD_SMTP_USERNAME: SMTP AUTH with ")
+    assert "HERALD_SMTP_ALLOW_PLAINTEXT_AUTH=true" in line
+    assert "hunter2" not in result.stderr + result.stdout

@@ -6,12 +6,13 @@ import re
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from herald_common.safety import smtp_auth_problem
 from herald_common.settings import HeraldSettings
 
 # An addr-spec as operators write one (local@domain.tld); display names are not accepted, so
@@ -67,6 +68,11 @@ class ReporterSettings(HeraldSettings):
     smtp_security: SmtpSecurity = SmtpSecurity.NONE
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
+    smtp_allow_plaintext_auth: bool = Field(
+        default=False,
+        description="Allow SMTP AUTH with HERALD_SMTP_SECURITY=none (the password in clear "
+        "text; refused by default).",
+    )
     smtp_timeout_s: float = Field(default=30, gt=0, le=600)
     smtp_ca_file: Path | None = Field(
         default=None, description="CA bundle to verify the server with (default: the system's)."
@@ -106,6 +112,17 @@ class ReporterSettings(HeraldSettings):
     @classmethod
     def _check_from(cls, value: str) -> str:
         return check_address(value)
+
+    @model_validator(mode="after")
+    def _password_not_in_clear(self) -> Self:
+        problem = smtp_auth_problem(
+            self.smtp_username,
+            encrypted=self.smtp_security is not SmtpSecurity.NONE,
+            allow_plaintext=self.smtp_allow_plaintext_auth,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @property
     def zone(self) -> ZoneInfo:
