@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from herald_common.db import create_engine
 from herald_common.settings import HeraldSettings
@@ -67,3 +68,38 @@ async def test_a_server_that_never_answers_the_connection_fails_within_the_conne
     finally:
         await engine.dispose()
         silent.close()
+
+
+async def test_a_failing_statement_never_shows_its_parameters_in_errors_or_logs(
+    migrated_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Parameters are phones and mailing texts. With SQLAlchemy's own logging turned all the
+    # way up, and the failure logged with its traceback as a service would.
+    phone = "79161234567"
+    mailing_text = "Dear Olga, your code is 4711"
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
+    caplog.set_level(logging.DEBUG, logger="herald.test")
+    engine = create_engine(migrated_db_url)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as raised:
+                # Division by zero: PostgreSQL's own message names no value, so whatever
+                # holds one would come from SQLAlchemy.
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM client WHERE phone = :phone AND tag = :text "
+                        "AND 1 / (SELECT 0) = 1"
+                    ),
+                    {"phone": phone, "text": mailing_text},
+                )
+            logging.getLogger("herald.test").error("statement_failed", exc_info=raised.value)
+    finally:
+        await engine.dispose()
+
+    assert "division by zero" in str(raised.value)
+    assert "parameters hidden" in str(raised.value)
+    assert "SELECT count(*) FROM client" in caplog.text  # the logs were really captured
+    for secret in (phone, mailing_text):
+        assert secret not in str(raised.value)
+        assert secret not in repr(raised.value)
+        assert secret not in caplog.text

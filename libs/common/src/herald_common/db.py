@@ -37,6 +37,9 @@ def create_engine(
     Every connection has a connect timeout, a statement timeout and TCP keepalives, and a
     checkout waits a bounded time: a database that hangs rather than refuses is an error
     after a known time, never a worker stuck for good.
+
+    Statement parameters are phones and mailing texts, personal data: they never appear in
+    an error's text nor in SQLAlchemy's log lines (``hide_parameters``).
     """
     if isinstance(settings, str):
         # A bare URL (tests, tools): every other setting at its default, none read from env.
@@ -50,6 +53,7 @@ def create_engine(
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
         pool_timeout=settings.db_pool_timeout_s,
+        hide_parameters=True,
         # Every timestamp leaves PostgreSQL in UTC, whatever the server default.
         connect_args={
             "options": options,

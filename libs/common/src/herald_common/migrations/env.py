@@ -12,7 +12,8 @@ url = config.get_main_option("sqlalchemy.url")
 if not url:
     raise RuntimeError("sqlalchemy.url is not configured; run migrations through herald-migrate")
 
-connectable = create_engine(url, poolclass=pool.NullPool)
+# Parameters hold personal data (phones, texts): never in an error's text or a log line.
+connectable = create_engine(url, poolclass=pool.NullPool, hide_parameters=True)
 with connectable.connect() as connection:
     context.configure(connection=connection, target_metadata=Base.metadata)
     with context.begin_transaction():
