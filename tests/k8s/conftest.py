@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,15 @@ IMAGE = "registry.example.com/herald/herald"
 PROD_SECRET_EXAMPLE = K8S / "overlays" / "prod" / "secret.example.yaml"
 BASE_SECRET_EXAMPLE = K8S / "base" / "secret.example.yaml"
 BUILDS = ("dev", "prod", "prod+keda")
+# What the operator writes in place of each CHANGE-ME (docs/deploy.md: `openssl rand -hex 32`,
+# the managed services' hosts): Herald refuses to start on the placeholders themselves.
+OPERATOR_VALUE = "7d3f9a1c5e8b2d6f0a4c9e1b7d3f5a8c2e6b0d4f9a1c"
+_PLACEHOLDER = re.compile(r"CHANGE-ME(-TO-32-OR-MORE-RANDOM-CHARACTERS)?")
+
+
+def filled_in(values: dict[str, str]) -> dict[str, str]:
+    """A secret example's values as the operator applies them: every CHANGE-ME replaced."""
+    return {key: _PLACEHOLDER.sub(OPERATOR_VALUE, value) for key, value in values.items()}
 
 
 def kubectl() -> str:
@@ -78,13 +88,16 @@ class Build:
         return [(w, c) for w, c in self.containers() if c["image"].split(":")[0] == IMAGE]
 
     def secret(self, name: str) -> dict[str, str]:
-        """A Secret's values: rendered, or (prod) the example of the one the operator creates."""
+        """A Secret's values: rendered, or (prod) the example of the one the operator creates,
+        filled in as docs/deploy.md says."""
         found = self.find("Secret", name)
-        if found is None and name == "herald-secrets":
+        operator_made = found is None and name == "herald-secrets"
+        if operator_made:
             found = yaml.safe_load(PROD_SECRET_EXAMPLE.read_text())
         assert found is not None, f"{self.name}: no Secret {name}"
         assert "data" not in found, "write Secrets with stringData, readable in review"
-        return {key: str(value) for key, value in found.get("stringData", {}).items()}
+        values = {key: str(value) for key, value in found.get("stringData", {}).items()}
+        return filled_in(values) if operator_made else values
 
     def config_map(self, name: str) -> dict[str, str]:
         # Generated ConfigMaps carry a hash suffix; references to them are rewritten with it.

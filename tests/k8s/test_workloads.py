@@ -10,18 +10,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import start_http_server
 from starlette.routing import Match
 
 from herald_api.main import create_app
 from herald_api.settings import ApiSettings
-from herald_common.settings import HeraldSettings, RetrySettings, to_sqlalchemy_url
+from herald_common.settings import (
+    BadSettings,
+    HeraldSettings,
+    RetrySettings,
+    load_settings,
+    to_sqlalchemy_url,
+)
 from herald_provider_sim import config as sim_config
 from herald_provider_sim.app import create_app as create_sim_app
 from herald_reporter.settings import ReporterSettings
 from herald_scheduler.settings import SchedulerSettings
 from herald_sender import main as sender_main
 from herald_sender.settings import SenderSettings
+
+from .conftest import BASE_SECRET_EXAMPLE, PROD_SECRET_EXAMPLE
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = {
@@ -183,6 +192,28 @@ def metrics_server_paths() -> Any:
     yield answers
     server.shutdown()
     thread.join(5)
+
+
+@pytest.mark.parametrize("example", [PROD_SECRET_EXAMPLE, BASE_SECRET_EXAMPLE], ids=["prod", "base"])
+def test_a_secret_example_applied_without_filling_it_in_stops_the_api(
+    builds: Any, herald_env: Any, example: Path
+) -> None:
+    prod = builds["prod"]
+    api = next(c for _, c in prod.herald_containers() if command(c) == "herald-api")
+    env = prod.env(api)  # as the operator fills it in: the API starts
+    herald_env(env)
+    load_settings(ApiSettings)
+    # The copy applied as it is: the API says which placeholder is left.
+    as_shipped = yaml.safe_load(example.read_text())["stringData"]
+    herald_env({**env, **{k: str(v) for k, v in as_shipped.items() if k in env}})
+    with pytest.raises(BadSettings) as refused:
+        load_settings(ApiSettings)
+    # One line per secret left as it was, each named.
+    assert [problem.split(":")[0] for problem in refused.value.problems] == [
+        "HERALD_API_TOKEN",
+        "HERALD_ADMIN_SESSION_SECRET",
+    ]
+    assert all("documented placeholder" in problem for problem in refused.value.problems)
 
 
 def test_probes_hit_real_routes_on_declared_ports(build, api_serves, metrics_server_paths):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -138,12 +139,44 @@ def with_workspace_dependencies(names: set[str], members: Mapping[str, Member]) 
     return result
 
 
-def environment_of(service: Mapping[str, Any]) -> dict[str, str]:
-    """A compose service's `environment`, mapping or list form, values as strings."""
+# What README ("In containers") has the operator export before `docker compose up`: the
+# values compose interpolates into the file (`${HERALD_API_TOKEN:?…}`).
+OPERATOR_SHELL = {"HERALD_API_TOKEN": "5f0c9e2a7b1d4e8f3a6c0b9d2e7f1a4c8b3d6e0f9a2c5b7d"}
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[?-])([^}]*))?\}")
+
+
+class MissingVariable(Exception):
+    """Compose refuses to start: a `${NAME:?message}` without NAME in the shell."""
+
+
+def interpolate(value: str, shell: Mapping[str, str]) -> str:
+    """Compose's interpolation of `${NAME}`, `${NAME:-default}` and `${NAME:?message}`."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, operator, argument = match[1], match[2], match[3]
+        found = shell.get(name)
+        if operator in (":?", "?") and not found:
+            raise MissingVariable(f"{name}: {argument}")
+        if operator in (":-", "-") and not found:
+            return argument
+        return found or ""
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def raw_environment_of(service: Mapping[str, Any]) -> dict[str, str]:
+    """A compose service's `environment` as written, mapping or list form, values as strings."""
     env = service.get("environment") or {}
     if isinstance(env, list):
         return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     return {name: "" if value is None else str(value) for name, value in env.items()}
+
+
+def environment_of(
+    service: Mapping[str, Any], shell: Mapping[str, str] = OPERATOR_SHELL
+) -> dict[str, str]:
+    """A compose service's `environment` as its container gets it, interpolated from `shell`."""
+    return {name: interpolate(value, shell) for name, value in raw_environment_of(service).items()}
 
 
 def published_ports(service: Mapping[str, Any]) -> list[tuple[int | None, int]]:

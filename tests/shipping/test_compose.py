@@ -27,12 +27,15 @@ from herald_sender.settings import SenderSettings
 
 from .conftest import (
     COMPOSE,
+    OPERATOR_SHELL,
     REPO,
     Member,
+    MissingVariable,
     bind_mounts,
     environment_of,
     healthcheck_command,
     published_ports,
+    raw_environment_of,
     run_tool,
     venv_tool,
 )
@@ -209,11 +212,19 @@ def test_published_ports_listen_on_localhost_only(services: dict[str, dict[str, 
             assert str(entry).startswith("127.0.0.1:"), f"{name}: {entry} is open to the network"
 
 
-def test_secrets_are_development_placeholders(services: dict[str, dict[str, Any]]) -> None:
+def test_secrets_are_development_values_or_come_from_the_operator(
+    services: dict[str, dict[str, Any]],
+) -> None:
     secret = re.compile(r"PASSWORD|_PASS$|SECRET|API_TOKEN")
+    required = re.compile(r"^\$\{(\w+):\?[^}]+\}$")
     for name, service in services.items():
-        for key, value in environment_of(service).items():
-            if secret.search(key):
+        for key, value in raw_environment_of(service).items():
+            if key == "HERALD_API_TOKEN":
+                # Herald checks callers against it: no value anyone can read here will do.
+                match = required.match(value)
+                assert match is not None, f"{name}: {key} must be ${{{key}:?…}}, not {value!r}"
+                assert match[1] == key
+            elif secret.search(key):
                 assert "dev" in value, f"{name}: {key} does not look like a placeholder"
             for url in _URL.findall(value) + re.findall(r"\w+://\S+", value):
                 password = urlsplit(url).password
@@ -221,6 +232,15 @@ def test_secrets_are_development_placeholders(services: dict[str, dict[str, Any]
 
 
 # --- commands and variables -------------------------------------------------------------------
+
+
+def test_compose_refuses_to_start_without_the_api_token_and_names_it(
+    services: dict[str, dict[str, Any]], service_of_script: dict[str, str]
+) -> None:
+    api = services[service_of_script["herald-api"]]
+    with pytest.raises(MissingVariable, match=r"^HERALD_API_TOKEN: set HERALD_API_TOKEN to 32"):
+        environment_of(api, shell={})
+    assert environment_of(api)["HERALD_API_TOKEN"] == OPERATOR_SHELL["HERALD_API_TOKEN"]
 
 
 def test_every_command_is_a_declared_console_script_in_the_image(
@@ -587,8 +607,9 @@ def test_the_readme_names_every_published_port_and_the_credentials(
     published = {host for service in services.values() for host, _ in published_ports(service)}
     assert documented == published
     for value in (
-        environment_of(services[service_of_script["herald-api"]])["HERALD_API_TOKEN"],
         environment_of(services["rabbitmq"])["RABBITMQ_DEFAULT_PASS"],
         environment_of(services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"],
     ):
         assert f"`{value}`" in section
+    # The API token is the operator's own: the README says to export one before starting.
+    assert "export HERALD_API_TOKEN=$(openssl rand -hex 32)" in section
