@@ -194,7 +194,9 @@ def metrics_server_paths() -> Any:
     thread.join(5)
 
 
-@pytest.mark.parametrize("example", [PROD_SECRET_EXAMPLE, BASE_SECRET_EXAMPLE], ids=["prod", "base"])
+@pytest.mark.parametrize(
+    "example", [PROD_SECRET_EXAMPLE, BASE_SECRET_EXAMPLE], ids=["prod", "base"]
+)
 def test_a_secret_example_applied_without_filling_it_in_stops_the_api(
     builds: Any, herald_env: Any, example: Path
 ) -> None:

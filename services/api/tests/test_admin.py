@@ -840,7 +840,6 @@ def test_admin_settings_refuse_what_cannot_work(overrides: dict[str, Any], varia
     from pydantic import ValidationError
 
     from herald_api.settings import ApiSettings
-
     from herald_common.settings import describe_errors
 
     with pytest.raises(ValidationError) as raised:
