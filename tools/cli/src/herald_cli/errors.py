@@ -91,7 +91,7 @@ def field_name(loc: Sequence[object]) -> str:
 def describe_error(status: int, body: object) -> list[str]:
     """Lines saying why the API answered ``status``: the first sums up, the rest are details."""
     if isinstance(body, dict) and isinstance(body.get("detail"), list):
-        return [_summary(status, "refused the request"), *_field_lines(body["detail"])]
+        return [_summary(status, None), *_field_lines(body["detail"])]
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
         lines = [_summary(status, body["detail"], body.get("code"))]
         if body.get("code") == "invalid_rows":
@@ -108,13 +108,16 @@ def describe_error(status: int, body: object) -> list[str]:
     return [f"the API answered HTTP {status}, not one of its JSON errors: {first}"]
 
 
-def _summary(status: int, reason: str, code: object = None) -> str:
+def _summary(status: int, reason: str | None, code: object = None) -> str:
+    """``reason`` None: the reasons follow, one line each."""
     label = f"{status} {code}" if code else str(status)
     if status == 404:
-        return f"not found ({label}): {reason}"
-    if status >= 500:
-        return f"the API failed ({label}): {reason}"
-    return f"the API refused the request ({label}): {reason}"
+        what = f"not found ({label})"
+    elif status >= 500:
+        what = f"the API failed ({label})"
+    else:
+        what = f"the API refused the request ({label})"
+    return f"{what}: {reason}" if reason is not None else f"{what}:"
 
 
 def _field_lines(entries: list[Any]) -> list[str]:

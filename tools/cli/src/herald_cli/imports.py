@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 
@@ -39,7 +40,7 @@ def detect_format(filename: str, given: ImportFormat | None) -> ImportFormat:
     )
 
 
-def describe_import(result: dict[str, object], source: str) -> str:
+def describe_import(result: Mapping[str, object], source: str) -> str:
     """``{"created", "updated", "skipped", "total"}`` in a sentence."""
     return (
         f"imported {source}: {result.get('total')} rows, {result.get('created')} created, "
