@@ -191,7 +191,7 @@ def watch(
     deadline = None if timeout is None else time.monotonic() + timeout
     stats = api.call("GET", path)  # a wrong id or URL fails at once
     with _watch_progress() as progress:
-        task = progress.add_task(f"mailing {mailing_id}", total=None, percent="", rate="", eta="")
+        task = progress.add_task(f"mailing {mailing_id}", percent="", rate="", eta="")
         while True:
             reading = read_progress(stats, _now())
             _show_reading(progress, task, mailing_id, reading)
@@ -204,14 +204,14 @@ def watch(
                     f"{reading.done} of {reading.total} messages done, state {reading.state}"
                 )
             time.sleep(interval if left is None else min(interval, left))
-            stats = _poll(api, path, stats)
+            stats = _poll(api, path)
     if as_json:
         output.print_json(stats)
     else:
         _print_counts(stats)
 
 
-def _poll(api: Api, path: str, last: dict[str, Any]) -> dict[str, Any]:
+def _poll(api: Api, path: str) -> dict[str, Any]:
     """The next stats; an API out of reach for a while (a restart) is waited for, bounded."""
     outage_until = time.monotonic() + WATCH_OUTAGE_S
     while True:
@@ -225,6 +225,7 @@ def _poll(api: Api, path: str, last: dict[str, Any]) -> dict[str, Any]:
 
 
 def _watch_progress() -> Progress:
+    # Drawn at each poll, not on a timer: the first frame has the numbers already.
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -234,6 +235,7 @@ def _watch_progress() -> Progress:
         TextColumn("{task.fields[eta]}"),
         console=output.err,
         disable=not output.err.is_terminal,
+        auto_refresh=False,
     )
 
 
@@ -248,6 +250,7 @@ def _show_reading(progress: Progress, task: TaskID, mailing_id: int, reading: Re
         percent=f"{reading.percent:5.1f}%",
         rate=reading.rate,
         eta=reading.eta,
+        refresh=True,
     )
 
 

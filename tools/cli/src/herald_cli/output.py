@@ -81,7 +81,7 @@ def _shorten(text: str, width: int) -> str:
 
 def print_stats(stats: Mapping[str, Any]) -> None:
     """``GET /mailings/stats``: a row per mailing and the totals."""
-    table = Table("mailing", "state", *TERMINAL_STATUSES, "in progress", "total")
+    table = Table("id", "state", *TERMINAL_STATUSES, "unsettled", "total")
     for item in stats.get("mailings") or []:
         table.add_row(*_stats_cells(str(item.get("id")), str(item.get("state")), item))
     totals = stats.get("totals") or {}
