@@ -39,6 +39,7 @@ COPY services/reporter/pyproject.toml services/reporter/
 COPY services/provider_sim/pyproject.toml services/provider_sim/
 COPY tools/devstack/pyproject.toml tools/devstack/
 COPY tools/testing/pyproject.toml tools/testing/
+COPY tools/cli/pyproject.toml tools/cli/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace \
         --package herald-api --package herald-scheduler --package herald-sender \

@@ -43,7 +43,7 @@ lint: install
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy libs/common/src services/api/src services/scheduler/src \
 		services/sender/src services/reporter/src services/provider_sim/src tools/devstack/src \
-		tools/testing/src bench
+		tools/testing/src tools/cli/src bench
 
 format: install
 	$(UV) run --frozen ruff format .

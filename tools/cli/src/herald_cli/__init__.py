@@ -1,0 +1,1 @@
+"""`herald`: a command-line client of Herald's REST API, for operators and CI scripts."""
