@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from herald_api.main import create_app
@@ -28,15 +29,19 @@ CONTRACT: dict[str, set[str]] = {
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
-@pytest.fixture
-async def docs() -> AsyncIterator[httpx.AsyncClient]:
+def app_without_services() -> FastAPI:
     """The app without its lifespan: describing the API needs no database and no broker."""
     settings = ApiSettings(
         database_url="postgresql://nobody@127.0.0.1:1/none",
         amqp_url="amqp://nobody@127.0.0.1:1/",
         api_token=SecretStr("unused"),
     )
-    transport = httpx.ASGITransport(create_app(settings))
+    return create_app(settings)
+
+
+@pytest.fixture
+async def docs() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app_without_services())
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
 
@@ -93,5 +98,53 @@ async def test_docs_serve_swagger_ui_for_the_openapi_document(docs: httpx.AsyncC
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert "swagger-ui" in response.text
-    assert "/openapi.json" in response.text
+    assert 'id="swagger-ui"' in response.text
+    assert 'data-openapi-url="/openapi.json"' in response.text
+
+
+async def test_redoc_serves_the_openapi_document(docs: httpx.AsyncClient) -> None:
+    response = await docs.get("/redoc/")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<redoc spec-url="/openapi.json">' in response.text
+
+
+def policy(header: str) -> dict[str, list[str]]:
+    directives = (part.split() for part in header.split(";") if part.strip())
+    return {name: sources for name, *sources in directives}
+
+
+@pytest.mark.parametrize("page", ["/docs/", "/redoc/"])
+async def test_docs_pages_load_everything_from_this_origin(
+    docs: httpx.AsyncClient, page: str
+) -> None:
+    response = await docs.get(page)
+    csp = policy(response.headers["content-security-policy"])
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+
+    # Only keywords ('self', 'none'...) and data:/blob:, never another origin.
+    sources = [source for sources in csp.values() for source in sources]
+    assert all(s.startswith("'") or s in {"data:", "blob:"} for s in sources), csp
+    assert csp["script-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert "<script>" not in response.text  # every script is a file: no inline script
+    assert assets
+    for asset in assets:
+        assert asset.startswith("/"), asset
+        assert not asset.startswith("//"), asset
+        served = await docs.get(asset)
+        assert served.status_code == 200, asset
+        if asset.endswith(".js"):
+            assert served.headers["content-type"].startswith("text/javascript"), asset
+        if asset.endswith(".css"):
+            assert served.headers["content-type"].startswith("text/css"), asset
+
+
+async def test_docs_pages_follow_a_proxy_prefix() -> None:
+    transport = httpx.ASGITransport(app_without_services(), root_path="/herald")
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/docs/")
+
+    assert 'data-openapi-url="/herald/openapi.json"' in response.text
+    assert 'src="/herald/docs/swagger-ui/swagger-ui-bundle.js"' in response.text

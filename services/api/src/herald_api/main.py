@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from herald_api import health
 from herald_api.admin.app import MOUNT as ADMIN_MOUNT
 from herald_api.admin.app import create_admin_app
+from herald_api.apidocs import install_docs
 from herald_api.clients.router import router as clients_router
 from herald_api.deps import require_token
 from herald_api.errors import install_error_handlers
@@ -83,7 +84,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         title="Herald",
         version="1.0.0",
         description=DESCRIPTION,
-        docs_url="/docs/",
+        # Served by install_docs, from this origin: FastAPI's own pages load theirs from a CDN.
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -103,6 +105,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(clients_router, prefix="/api/v1", dependencies=secured)
     app.include_router(mailings_router, prefix="/api/v1", dependencies=secured)
 
+    install_docs(app)
     app.mount(ADMIN_MOUNT, admin)
 
     @app.get("/metrics", include_in_schema=False)
