@@ -22,6 +22,7 @@ from herald_api.errors import install_error_handlers
 from herald_api.events import EventPublisher
 from herald_api.mailings.router import router as mailings_router
 from herald_api.observability import RequestObservability
+from herald_api.openapi import TAGS, install_openapi, operation_id
 from herald_api.security import BodyLimit, SecurityHeaders, install_cors
 from herald_api.settings import ApiSettings
 from herald_common.db import create_engine
@@ -87,6 +88,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         # Served by install_docs, from this origin: FastAPI's own pages load theirs from a CDN.
         docs_url=None,
         redoc_url=None,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
         lifespan=lifespan,
     )
     install_error_handlers(app)
@@ -105,6 +108,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(clients_router, prefix="/api/v1", dependencies=secured)
     app.include_router(mailings_router, prefix="/api/v1", dependencies=secured)
 
+    install_openapi(app)
     install_docs(app)
     app.mount(ADMIN_MOUNT, admin)
 
