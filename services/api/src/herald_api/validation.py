@@ -17,7 +17,6 @@ from pydantic import (
     PlainSerializer,
     ValidationInfo,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
@@ -109,17 +108,24 @@ def _refuse_null(value: object, info: ValidationInfo) -> object:
     return value
 
 
-def _no_null_default(schema: dict[str, Any]) -> None:
+def _not_nullable(schema: dict[str, Any]) -> None:
+    # The field's schema is anyOf [<the type's>, null] with a default of null: keep the type's.
     schema.pop("default", None)
+    choices = [choice for choice in schema.pop("anyOf", []) if choice.get("type") != "null"]
+    if len(choices) == 1:
+        schema.update(choices[0])
+    elif choices:
+        schema["anyOf"] = choices
 
 
 T = TypeVar("T")
 # A field of a PATCH body that may be left out (None: not given) but never sent as null. The
 # document says so too: its schema is the type's alone, neither nullable nor defaulting to
 # null, and a null gets a 422 naming the field. (A field where null means something, such as
-# a mailing's send_window, is a plain `X | None` instead.)
+# a mailing's send_window, is a plain `X | None` instead.) Not `X | SkipJsonSchema[None]`:
+# that makes a union, whose errors name the branch too (["body", "phone", "constrained-str"]).
 Omittable = Annotated[
-    T | SkipJsonSchema[None],
+    T | None,
     BeforeValidator(_refuse_null),
-    Field(json_schema_extra=_no_null_default),
+    Field(json_schema_extra=_not_nullable),
 ]
