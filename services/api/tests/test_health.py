@@ -104,7 +104,8 @@ def _requests_counted(method: str, route: str, status: int) -> float:
     [
         ("/docs/", "/docs/", 200),
         ("/openapi.json", "/openapi.json", 200),
-        ("/docs/oauth2-redirect", "/docs/oauth2-redirect", 200),
+        ("/redoc/", "/redoc/", 200),
+        ("/docs/swagger-ui/swagger-ui.css", "/docs/swagger-ui/{path}", 200),
         ("/admin/static/admin.css", "/admin/static/{path}", 200),
         ("/admin/static/no-such-file.css", "/admin/static/{path}", 404),
         ("/api/v1/clients/987654", "/api/v1/clients/{client_id}", 404),

@@ -168,11 +168,12 @@ async def test_cors_is_closed_by_default(anonymous: httpx.AsyncClient) -> None:
 async def test_html_carries_a_content_security_policy_and_refuses_framing(
     anonymous: httpx.AsyncClient,
 ) -> None:
-    docs = await anonymous.get("/docs/")
-    assert docs.headers["content-type"].startswith("text/html")
-    assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
-    assert docs.headers["x-frame-options"] == "DENY"
-    assert docs.headers["x-content-type-options"] == "nosniff"
+    for page in ("/docs/", "/redoc/"):
+        docs = await anonymous.get(page)
+        assert docs.headers["content-type"].startswith("text/html")
+        assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
+        assert docs.headers["x-frame-options"] == "DENY"
+        assert docs.headers["x-content-type-options"] == "nosniff"
     api = await anonymous.get("/healthz")
     assert api.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" not in api.headers

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,9 +17,28 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
 
 
+CheckStatus = Literal["ok", "unavailable"]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessChecks(BaseModel):
+    database: CheckStatus
+    broker: CheckStatus
+
+
+class Readiness(BaseModel):
+    """200 when every check is ok, 503 otherwise, with the same body."""
+
+    status: Literal["ready", "not ready"]
+    checks: ReadinessChecks
+
+
 @router.get("/healthz", summary="Liveness")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def check_liveness() -> Liveness:
+    return Liveness(status="ok")
 
 
 async def _database_ok(engine: AsyncEngine) -> bool:
@@ -29,8 +50,13 @@ async def _database_ok(engine: AsyncEngine) -> bool:
         return False
 
 
-@router.get("/readyz", summary="Readiness: database and broker reachable")
-async def readyz(request: Request) -> JSONResponse:
+@router.get(
+    "/readyz",
+    summary="Readiness: database and broker reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database or the broker is not."}},
+)
+async def check_readiness(request: Request) -> JSONResponse:
     events: EventPublisher = request.app.state.events
     checks = {
         "database": "ok" if await _database_ok(request.app.state.engine) else "unavailable",

@@ -15,12 +15,14 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from herald_api import health
 from herald_api.admin.app import MOUNT as ADMIN_MOUNT
 from herald_api.admin.app import create_admin_app
+from herald_api.apidocs import install_docs
 from herald_api.clients.router import router as clients_router
 from herald_api.deps import require_token
 from herald_api.errors import install_error_handlers
 from herald_api.events import EventPublisher
 from herald_api.mailings.router import router as mailings_router
 from herald_api.observability import RequestObservability
+from herald_api.openapi import TAGS, install_openapi, operation_id
 from herald_api.security import BodyLimit, SecurityHeaders, install_cors
 from herald_api.settings import ApiSettings
 from herald_common.db import create_engine
@@ -83,8 +85,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         title="Herald",
         version="1.0.0",
         description=DESCRIPTION,
-        docs_url="/docs/",
+        # Served by install_docs, from this origin: FastAPI's own pages load theirs from a CDN.
+        docs_url=None,
         redoc_url=None,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
         lifespan=lifespan,
     )
     install_error_handlers(app)
@@ -103,6 +108,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(clients_router, prefix="/api/v1", dependencies=secured)
     app.include_router(mailings_router, prefix="/api/v1", dependencies=secured)
 
+    install_openapi(app)
+    install_docs(app)
     app.mount(ADMIN_MOUNT, admin)
 
     @app.get("/metrics", include_in_schema=False)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from zoneinfo import available_timezones
 
 from fastapi import Path
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+)
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
@@ -93,3 +100,32 @@ UtcDatetime = Annotated[
 
 MAX_ID = 2**63 - 1
 EntityId = Annotated[int, Path(ge=1, le=MAX_ID, description="The entity's id.")]
+
+
+def _refuse_null(value: object, info: ValidationInfo) -> object:
+    if value is None:
+        raise ValueError(f"{info.field_name} cannot be null; leave it out to keep it")
+    return value
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    # The field's schema is anyOf [<the type's>, null] with a default of null: keep the type's.
+    schema.pop("default", None)
+    choices = [choice for choice in schema.pop("anyOf", []) if choice.get("type") != "null"]
+    if len(choices) == 1:
+        schema.update(choices[0])
+    elif choices:
+        schema["anyOf"] = choices
+
+
+T = TypeVar("T")
+# A field of a PATCH body that may be left out (None: not given) but never sent as null. The
+# document says so too: its schema is the type's alone, neither nullable nor defaulting to
+# null, and a null gets a 422 naming the field. (A field where null means something, such as
+# a mailing's send_window, is a plain `X | None` instead.) Not `X | SkipJsonSchema[None]`:
+# that makes a union, whose errors name the branch too (["body", "phone", "constrained-str"]).
+Omittable = Annotated[
+    T | None,
+    BeforeValidator(_refuse_null),
+    Field(json_schema_extra=_not_nullable),
+]

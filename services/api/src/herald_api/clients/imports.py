@@ -50,6 +50,12 @@ class ImportFormat(StrEnum):
     NDJSON = "application/x-ndjson"
 
 
+# A file of either format, told apart by its first character (see detect_format): the one
+# body type that client generators (openapi-python-client, openapi-generator) all send.
+OCTET_STREAM = "application/octet-stream"
+ACCEPTED_TYPES = (*ImportFormat, OCTET_STREAM)
+
+
 class OnDuplicate(StrEnum):
     """What to do with a row whose phone a live client already has."""
 
@@ -69,7 +75,7 @@ class UnsupportedFormat(ImportRefused):
     status_code = 415
 
     def __init__(self, content_type: str) -> None:
-        accepted = " or ".join(ImportFormat)
+        accepted = ", ".join(ACCEPTED_TYPES)
         super().__init__(f"content type {content_type!r} is not accepted; send {accepted}")
 
 
@@ -123,9 +129,11 @@ class PhonesExist(ImportRefused):
         return {"existing_count": self.existing_count, "phones": self.phones}
 
 
-def import_format(content_type: str | None, content_encoding: str | None = None) -> ImportFormat:
-    """The format a Content-Type names (a charset other than UTF-8 and any compression
-    refused)."""
+def import_format(
+    content_type: str | None, content_encoding: str | None = None
+) -> ImportFormat | None:
+    """The format a Content-Type names, None for ``application/octet-stream`` (either, to be
+    told by ``detect_format``); a charset other than UTF-8 and any compression refused."""
     if content_encoding and content_encoding.strip().lower() != "identity":
         raise UnsupportedEncoding(content_encoding)
     media_type, *params = (part.strip() for part in (content_type or "").split(";"))
@@ -134,13 +142,38 @@ def import_format(content_type: str | None, content_encoding: str | None = None)
         for key, _, value in (param.partition("=") for param in params)
         if key.strip().lower() == "charset"
     }
-    try:
-        fmt = ImportFormat(media_type.lower())
-    except ValueError:
-        raise UnsupportedFormat(content_type or "") from None
-    if not charsets <= {"utf-8", "utf8", "us-ascii"}:
+    if media_type.lower() not in ACCEPTED_TYPES or not charsets <= {"utf-8", "utf8", "us-ascii"}:
         raise UnsupportedFormat(content_type or "")
-    return fmt
+    return None if media_type.lower() == OCTET_STREAM else ImportFormat(media_type.lower())
+
+
+async def detect_format(chunks: AsyncIterable[bytes]) -> tuple[ImportFormat, AsyncIterator[bytes]]:
+    """The format of a body sent as ``application/octet-stream``, and the whole body again.
+
+    NDJSON when its first character other than a byte-order mark and white space is ``{``
+    (a line of NDJSON is an object), CSV otherwise (its header row names the columns). At most
+    the first ``BLOCK_BYTES`` are looked at (a body blank that far is read as CSV)."""
+    stream = aiter(chunks)
+    head: list[bytes] = []
+    fmt, size, rest = ImportFormat.CSV, 0, b""
+    while size < BLOCK_BYTES and (chunk := await anext(stream, None)) is not None:
+        head.append(chunk)
+        size += len(chunk)
+        rest += chunk
+        if codecs.BOM_UTF8.startswith(rest):
+            continue  # nothing yet, or part of a byte-order mark
+        rest = rest.removeprefix(codecs.BOM_UTF8).lstrip()
+        if rest:
+            fmt = ImportFormat.NDJSON if rest.startswith(b"{") else ImportFormat.CSV
+            break
+
+    async def whole() -> AsyncIterator[bytes]:
+        for chunk in head:
+            yield chunk
+        async for chunk in stream:
+            yield chunk
+
+    return fmt, whole()
 
 
 class ErrorReport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import structlog
@@ -11,15 +12,17 @@ from fastapi import APIRouter, Query, Request, Response, status
 from herald_api.clients import service
 from herald_api.clients.announce import client_created, client_deleted, client_updated
 from herald_api.clients.imports import (
-    ImportFormat,
+    OCTET_STREAM,
     ImportTooLarge,
     OnDuplicate,
+    detect_format,
     import_format,
     read_rows,
 )
 from herald_api.clients.schemas import (
     ClientCreate,
     ClientImportResult,
+    ClientPage,
     ClientRead,
     ClientUpdate,
     ExistingPhonesBody,
@@ -29,7 +32,7 @@ from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES, ErrorBody, ValidationErrorBody
 from herald_api.idempotency import Idempotency, IdempotencyKey
 from herald_api.observability import note_ids
-from herald_api.pagination import After, Limit, Page, next_after
+from herald_api.pagination import After, Limit, next_after
 from herald_api.settings import ApiSettings
 from herald_api.validation import EntityId, OperatorCode, Phone, Tag
 
@@ -69,6 +72,10 @@ row, and nothing is written.
   (`"a, b"`, `""` for a quote). An empty `operator_code` cell means the default.
 - `application/x-ndjson`: one JSON object per line with the keys of `POST /clients`
   (`phone` as a string, `timezone`, optional `tag`, optional `operator_code`).
+
+- `application/octet-stream`: either of them, told apart by the first character that is not
+  blank: `{` for NDJSON, anything else for CSV. This is the body type generated clients send
+  (the document names it alone, for them).
 
 Blank lines are ignored in both. Every row follows the rules of `POST /clients`: phone
 `7XXXXXXXXXX`, an IANA time zone, a tag of at most 64 characters (no NUL character), an
@@ -122,17 +129,21 @@ NDJSON_EXAMPLE = (
     '{"phone": "79001234567", "timezone": "Europe/Moscow", "tag": "vip"}\n'
     '{"phone": "79161234567", "timezone": "Asia/Vladivostok", "operator_code": "916"}\n'
 )
+# Documented as one binary body of either format: what openapi-python-client and
+# openapi-generator both generate a call for (neither knows text/csv or NDJSON, and
+# openapi-python-client drops an operation whose body has a type it does not know).
 IMPORT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
+        "description": "The file, CSV or NDJSON. Sent as `text/csv` or `application/x-ndjson`, "
+        "or as `application/octet-stream` (NDJSON when its first non-blank character is `{`).",
         "content": {
-            ImportFormat.CSV.value: {
+            OCTET_STREAM: {
                 "schema": {"type": "string", "format": "binary"},
-                "example": CSV_EXAMPLE,
-            },
-            ImportFormat.NDJSON.value: {
-                "schema": {"type": "string", "format": "binary"},
-                "example": NDJSON_EXAMPLE,
+                "examples": {
+                    "csv": {"summary": "CSV", "value": CSV_EXAMPLE},
+                    "ndjson": {"summary": "NDJSON", "value": NDJSON_EXAMPLE},
+                },
             },
         },
     }
@@ -140,7 +151,10 @@ IMPORT_BODY: dict[str, Any] = {
 IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": ExistingPhonesBody, "description": "`reject`: phones of live clients."},
     413: {"model": ErrorBody, "description": "Larger than HERALD_IMPORT_MAX_BYTES."},
-    415: {"model": ErrorBody, "description": "Neither text/csv nor application/x-ndjson."},
+    415: {
+        "model": ErrorBody,
+        "description": "Not text/csv, application/x-ndjson or application/octet-stream.",
+    },
     422: {
         "model": InvalidImportBody | ValidationErrorBody,
         "description": "Errors in the file (first shape) or in the query string (second); "
@@ -171,7 +185,10 @@ async def import_clients(
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > settings.import_max_bytes:
         raise ImportTooLarge(settings.import_max_bytes)
-    rows = read_rows(fmt, request.stream(), settings.import_max_bytes)
+    chunks: AsyncIterator[bytes] = request.stream()
+    if fmt is None:
+        fmt, chunks = await detect_format(chunks)
+    rows = read_rows(fmt, chunks, settings.import_max_bytes)
     outcome = await service.import_clients(uow.session, rows, on_duplicate)
 
     def imported() -> None:
@@ -198,11 +215,11 @@ async def list_clients(
     tag: Annotated[Tag | None, Query(description="Only clients with this tag.")] = None,
     operator_code: Annotated[OperatorCode | None, Query()] = None,
     phone: Annotated[Phone | None, Query()] = None,
-) -> Page[ClientRead]:
+) -> ClientPage:
     clients = await service.list_clients(
         uow.session, limit=limit, after=after, tag=tag, operator_code=operator_code, phone=phone
     )
-    return Page(
+    return ClientPage(
         items=[ClientRead.model_validate(c) for c in clients],
         next_after=next_after([c.id for c in clients], limit),
     )

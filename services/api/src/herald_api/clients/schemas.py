@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald_api.validation import OperatorCode, Phone, Tag, TimeZone
+from herald_api.pagination import Page
+from herald_api.validation import Omittable, OperatorCode, Phone, Tag, TimeZone
 
 
 class ClientCreate(BaseModel):
@@ -24,14 +25,15 @@ class ClientCreate(BaseModel):
 
 
 class ClientUpdate(BaseModel):
-    """Only the fields given change. A new phone without an operator code re-derives the code."""
+    """Only the fields given change; none may be null. A new phone without an operator code
+    re-derives the code."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tag": "churned"}]})
 
-    phone: Phone | None = None
-    operator_code: OperatorCode | None = None
-    tag: Tag | None = None
-    timezone: TimeZone | None = None
+    phone: Omittable[Phone] = None
+    operator_code: Omittable[OperatorCode] = None
+    tag: Omittable[Tag] = None
+    timezone: Omittable[TimeZone] = None
 
 
 class ClientRead(BaseModel):
@@ -44,6 +46,10 @@ class ClientRead(BaseModel):
     timezone: str
     created_at: datetime
     updated_at: datetime
+
+
+class ClientPage(Page[ClientRead]):
+    """A page of clients, by id."""
 
 
 class ClientImportResult(BaseModel):

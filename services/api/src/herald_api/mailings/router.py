@@ -17,13 +17,15 @@ from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
     MailingDetailStats,
+    MailingPage,
     MailingRead,
     MailingUpdate,
+    MessagePage,
     MessageRead,
     RetryFailedResult,
 )
 from herald_api.observability import note_ids
-from herald_api.pagination import After, Limit, Page, next_after
+from herald_api.pagination import After, Limit, next_after
 from herald_api.validation import EntityId
 from herald_common.statuses import MailingState, MessageStatus
 
@@ -62,19 +64,19 @@ async def list_mailings(
     limit: Limit = 100,
     after: After = 0,
     state: Annotated[MailingState | None, Query(description="Only mailings in this state.")] = None,
-) -> Page[MailingRead]:
+) -> MailingPage:
     now = _now()
     mailings = await service.list_mailings(
         uow.session, limit=limit, after=after, state=state, now=now
     )
-    return Page(
+    return MailingPage(
         items=[service.to_read(m, now) for m in mailings],
         next_after=next_after([m.id for m in mailings], limit),
     )
 
 
 @router.get("/stats", summary="Statistics of every mailing")
-async def all_stats(uow: Uow) -> AllMailingStats:
+async def get_all_mailing_stats(uow: Uow) -> AllMailingStats:
     """Every mailing with its message count per status, and the totals over all of them."""
     return await service.all_stats(uow.session, _now())
 
@@ -123,7 +125,7 @@ async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
 
 
 @router.post("/{mailing_id:int}/retry-failed", summary="Send the failed messages again")
-async def retry_failed(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
+async def retry_failed_messages(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
     """Give every `failed` message of the mailing a new round of attempts (before its end;
     after it, 409). Sent, expired and cancelled messages are not touched."""
     moved = await service.retry_failed(uow.session, mailing_id)
@@ -133,24 +135,24 @@ async def retry_failed(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
 
 
 @router.get("/{mailing_id:int}/stats", summary="Statistics of one mailing")
-async def mailing_stats(mailing_id: EntityId, uow: Uow) -> MailingDetailStats:
+async def get_mailing_stats(mailing_id: EntityId, uow: Uow) -> MailingDetailStats:
     """Counts per status (every status present), and progress: done/total, the rate over
     about the last minute, and the estimated finish at that rate."""
     return await service.mailing_stats(uow.session, mailing_id, _now())
 
 
 @router.get("/{mailing_id:int}/messages", summary="Messages of a mailing")
-async def list_messages(
+async def list_mailing_messages(
     mailing_id: EntityId,
     uow: Uow,
     limit: Limit = 100,
     after: After = 0,
     status: Annotated[MessageStatus | None, Query(description="Only this status.")] = None,
-) -> Page[MessageRead]:
+) -> MessagePage:
     messages = await service.list_messages(
         uow.session, mailing_id, limit=limit, after=after, status=status
     )
-    return Page(
+    return MessagePage(
         items=[MessageRead.model_validate(m) for m in messages],
         next_after=next_after([m.id for m in messages], limit),
     )

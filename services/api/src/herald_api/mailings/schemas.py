@@ -15,9 +15,11 @@ from pydantic import (
     model_validator,
 )
 
+from herald_api.pagination import Page
 from herald_api.validation import (
     MAX_FILTER_ITEMS,
     MAX_TEXT_LENGTH,
+    Omittable,
     OperatorCode,
     Tag,
     UtcDatetime,
@@ -111,19 +113,13 @@ class MailingUpdate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"text": "Updated text"}]}
     )
 
-    starts_at: UtcDatetime | None = None
-    ends_at: UtcDatetime | None = None
-    text: Text | None = None
-    filter: MailingFilter | None = None
-    send_window: SendWindow | None = None
-
-    # Runs only on fields actually given, and the 422 names the field in its `loc`.
-    @field_validator("starts_at", "ends_at", "text", "filter", mode="before")
-    @classmethod
-    def _no_nulls(cls, value: object, info: ValidationInfo) -> object:
-        if value is None:
-            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep it")
-        return value
+    starts_at: Omittable[UtcDatetime] = None
+    ends_at: Omittable[UtcDatetime] = None
+    text: Omittable[Text] = None
+    filter: Omittable[MailingFilter] = None
+    send_window: SendWindow | None = Field(
+        default=None, description="null removes the window: sending at any time of day."
+    )
 
 
 class MailingRead(BaseModel):
@@ -143,6 +139,10 @@ class MailingRead(BaseModel):
     )
     finished_at: datetime | None
     paused_at: datetime | None = Field(default=None, description="Set while paused.")
+
+
+class MailingPage(Page[MailingRead]):
+    """A page of mailings, by id."""
 
 
 class RetryFailedResult(BaseModel):
@@ -214,3 +214,7 @@ class MessageRead(BaseModel):
         "mailing's ends_at; its answer may arrive a little after it."
     )
     next_attempt_at: datetime | None
+
+
+class MessagePage(Page[MessageRead]):
+    """A page of one mailing's messages, by id."""
