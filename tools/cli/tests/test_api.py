@@ -98,6 +98,34 @@ def test_a_success_without_json_is_not_herald() -> None:
         api_answering(200, b"<html></html>", "text/html").call("GET", "/clients")
 
 
+def test_a_missing_client_or_mailing_is_not_found() -> None:
+    body = {"detail": "mailing 7 does not exist", "code": "not_found"}
+    with pytest.raises(ApiError) as raised:
+        api_answering(404, json.dumps(body).encode()).call("GET", "/mailings/7")
+
+    assert raised.value.exit_code == ExitCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # A path Herald's API does not have: Starlette's routing answer.
+        (b'{"detail": "Not Found", "code": "not_found"}', "application/json"),
+        (b'{"detail": "Not Found"}', "application/json"),
+        # Another server altogether.
+        (b"<html>404</html>", "text/html"),
+    ],
+)
+def test_a_404_for_a_path_the_api_lacks_is_a_wrong_url_not_a_missing_entity(
+    body: bytes, content_type: str
+) -> None:
+    # A script reads exit 3 as "no such mailing": a wrong --api-url must not look like that.
+    with pytest.raises(ApiUnavailable, match="not a path of Herald's API") as raised:
+        api_answering(404, body, content_type).call("GET", "/mailings/stats")
+
+    assert raised.value.exit_code == ExitCode.UNAVAILABLE
+
+
 def test_a_closed_port_is_unavailable_not_a_traceback() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

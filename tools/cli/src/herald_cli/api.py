@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import typer
 
-from herald_cli.errors import ApiError, ApiUnavailable, UsageProblem
+from herald_cli.errors import ApiError, ApiUnavailable, UsageProblem, names_missing_entity
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
@@ -119,6 +119,11 @@ class Api:
         if response.status_code == 204:
             return None
         body = _decoded(response)
+        if response.status_code == 404 and not names_missing_entity(body):
+            raise ApiUnavailable(
+                f"{self.base_url}{path} is not a path of Herald's API (404): is --api-url "
+                "the API's root, as in http://127.0.0.1:8000?"
+            )
         if response.status_code >= 400:
             raise ApiError(response.status_code, body if body is not None else response.text)
         if body is None:

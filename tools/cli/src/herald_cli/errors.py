@@ -7,6 +7,7 @@
     │   ├── (404)       no such client or mailing                               exit 3
     │   └── (5xx)       the API failed                                          exit 4
     ├── ApiUnavailable  no answer: refused connection, timeout, not Herald       exit 4
+    │                   (a 404 for a path the API does not have: a wrong URL)
     └── WatchTimeout    ``mailings watch`` gave up before the mailing settled   exit 5
 
 The API's error bodies (services/api/src/herald_api/errors.py) come in three shapes, each
@@ -71,6 +72,18 @@ def exit_code_for_status(status: int) -> ExitCode:
     if status >= 500:
         return ExitCode.UNAVAILABLE
     return ExitCode.REFUSED
+
+
+def names_missing_entity(body: object) -> bool:
+    """Whether a 404's body is Herald's "no such client/mailing". A path the API does not
+    have at all (a wrong --api-url, another server) answers Starlette's bare "Not Found", or
+    no JSON: that is exit 4, not "no such mailing", which a script would act on."""
+    return (
+        isinstance(body, dict)
+        and body.get("code") == "not_found"
+        and isinstance(body.get("detail"), str)
+        and body["detail"] != "Not Found"
+    )
 
 
 def field_name(loc: Sequence[object]) -> str:

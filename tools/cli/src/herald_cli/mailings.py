@@ -191,7 +191,8 @@ def watch(
     deadline = None if timeout is None else time.monotonic() + timeout
     stats = api.call("GET", path)  # a wrong id or URL fails at once
     with _watch_progress() as progress:
-        task = progress.add_task(f"mailing {mailing_id}", percent="", rate="", eta="")
+        # No total until the first reading is drawn: a made-up one would flash "0/100".
+        task = progress.add_task(f"mailing {mailing_id}", total=None, percent="", rate="", eta="")
         while True:
             reading = read_progress(stats, _now())
             _show_reading(progress, task, mailing_id, reading)
