@@ -67,6 +67,33 @@ def test_overrides() -> None:
     assert plan_services(plan)[0].wait_http == "http://127.0.0.1:9000/healthz"
 
 
+def metrics_ports(env: dict[str, str]) -> dict[str, str]:
+    return {
+        spec.name: dict(spec.env)["HERALD_METRICS_PORT"]
+        for spec in plan_services(plan_stack(env, CWD))
+        if spec.env
+    }
+
+
+def test_worker_metrics_ports_are_where_prometheus_yml_expects_them_by_default() -> None:
+    assert metrics_ports({}) == {
+        "scheduler-1": "9101",
+        "sender-1": "9102",
+        "sender-2": "9103",
+        "reporter-1": "9109",
+    }
+
+
+def test_worker_metrics_ports_move_with_their_base() -> None:
+    # Two stacks on one host: the second moves its workers' /metrics too, not only the API.
+    assert metrics_ports({"HERALD_DEV_METRICS_PORT": "19101"}) == {
+        "scheduler-1": "19101",
+        "sender-1": "19102",
+        "sender-2": "19103",
+        "reporter-1": "19109",
+    }
+
+
 @pytest.mark.parametrize("value", ["abc", "0", "70000"])
 def test_bad_port_is_refused_with_its_name(value: str) -> None:
     with pytest.raises(DevstackError, match="HERALD_DEV_AMQP_PORT"):

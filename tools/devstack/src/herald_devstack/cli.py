@@ -26,6 +26,8 @@ tokens) lives in ./.herald or $HERALD_DEV_STATE_DIR. Ports: HERALD_DEV_PG_PORT (
 HERALD_DEV_AMQP_PORT (5673), HERALD_DEV_RABBITMQ_MANAGEMENT_PORT (15673),
 HERALD_DEV_RABBITMQ_PROMETHEUS_PORT (15693), HERALD_DEV_RABBITMQ_DIST_PORT (25673),
 HERALD_DEV_EPMD_PORT (4370), HERALD_DEV_SIM_PORT (8001), HERALD_DEV_SMTP_PORT (8025),
+HERALD_DEV_OIDC_PORT (9400, the local OpenID Connect provider), HERALD_DEV_METRICS_PORT
+(9101: the scheduler's /metrics, the senders' on the next ports, the reporter's on +8),
 HERALD_API_PORT (8000);
 HERALD_SENDER_REPLICAS (2). HERALD_DEV_BIN_DIR: a directory searched first for the console
 scripts (herald-api, ...).

@@ -20,6 +20,8 @@ PORT_DEFAULTS = {
     "HERALD_DEV_SIM_PORT": 8001,
     "HERALD_DEV_SMTP_PORT": 8025,
     "HERALD_DEV_OIDC_PORT": 9400,
+    # The workers' /metrics: the scheduler on it, senders on the next ones, the reporter on +8.
+    "HERALD_DEV_METRICS_PORT": 9101,
     "HERALD_API_PORT": 8000,
 }
 
@@ -131,21 +133,21 @@ def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
     )
 
 
-# Where deploy/monitoring/prometheus.yml expects them: scheduler 9101, senders 9102, 9103, …,
-# reporter 9109.
-SCHEDULER_METRICS_PORT = 9101
-REPORTER_METRICS_PORT = 9109
+# With the default base, where deploy/monitoring/prometheus.yml expects them: scheduler 9101,
+# senders 9102, 9103, …, reporter 9109.
+REPORTER_METRICS_OFFSET = 8
 
 
 def plan_services(plan: StackPlan) -> list[ServiceSpec]:
     """The Herald services in start order (stopped in reverse)."""
+    base = plan.port("HERALD_DEV_METRICS_PORT")
     services = [
         ServiceSpec("api-1", "herald-api", wait_http=f"{plan.api_url}/healthz"),
         ServiceSpec(
             "scheduler-1",
             "herald-scheduler",
             wait_line="scheduler_started",
-            env=(("HERALD_METRICS_PORT", str(SCHEDULER_METRICS_PORT)),),
+            env=(("HERALD_METRICS_PORT", str(base)),),
         ),
     ]
     services += [
@@ -153,7 +155,7 @@ def plan_services(plan: StackPlan) -> list[ServiceSpec]:
             f"sender-{index}",
             "herald-sender",
             wait_line="sender_started",
-            env=(("HERALD_METRICS_PORT", str(SCHEDULER_METRICS_PORT + index)),),
+            env=(("HERALD_METRICS_PORT", str(base + index)),),
         )
         for index in range(1, plan.sender_replicas + 1)
     ]
@@ -162,7 +164,7 @@ def plan_services(plan: StackPlan) -> list[ServiceSpec]:
             "reporter-1",
             "herald-reporter",
             wait_line="reporter_started",
-            env=(("HERALD_METRICS_PORT", str(REPORTER_METRICS_PORT)),),
+            env=(("HERALD_METRICS_PORT", str(base + REPORTER_METRICS_OFFSET)),),
         )
     )
     return services
