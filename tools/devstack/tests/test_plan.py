@@ -98,3 +98,20 @@ def test_worker_metrics_ports_move_with_their_base() -> None:
 def test_bad_port_is_refused_with_its_name(value: str) -> None:
     with pytest.raises(DevstackError, match="HERALD_DEV_AMQP_PORT"):
         plan_stack({"HERALD_DEV_AMQP_PORT": value}, CWD)
+
+
+@pytest.mark.parametrize("name", ["HERALD_API_TOKEN", "HERALD_ADMIN_SESSION_SECRET"])
+@pytest.mark.parametrize(
+    ("value", "reason"), [("s3cr3t", "too short"), ("change-me-" * 4, "placeholder")]
+)
+def test_a_weak_given_secret_is_refused_before_anything_starts(
+    name: str, value: str, reason: str
+) -> None:
+    with pytest.raises(DevstackError, match=f"^{name}: .*{reason}") as raised:
+        plan_stack({name: value}, CWD)
+
+    assert value not in str(raised.value)
+
+
+def test_a_strong_given_secret_is_taken() -> None:
+    plan_stack({"HERALD_API_TOKEN": "x" * 16 + "9f3a" * 8}, CWD)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from herald_common.safety import secret_problem
 from herald_devstack.errors import DevstackError
 
 # Environment variables of herald-dev itself, with their defaults. The HERALD_* service settings
@@ -119,6 +120,7 @@ def plan_stack(env: Mapping[str, str], cwd: Path) -> StackPlan:
     ports = {
         name: _int_env(env, name, default, 1, 65535) for name, default in PORT_DEFAULTS.items()
     }
+    _check_given_secrets(env)
     return StackPlan(
         state_dir=state_dir,
         start_postgres=not env.get("HERALD_DATABASE_URL"),
@@ -168,6 +170,19 @@ def plan_services(plan: StackPlan) -> list[ServiceSpec]:
         )
     )
     return services
+
+
+# The secrets the API checks callers against and refuses at start-up when weak: refused here
+# too, before PostgreSQL and RabbitMQ have been started for nothing.
+GIVEN_SECRETS = ("HERALD_API_TOKEN", "HERALD_ADMIN_SESSION_SECRET")
+
+
+def _check_given_secrets(env: Mapping[str, str]) -> None:
+    for name in GIVEN_SECRETS:
+        value = env.get(name)
+        problem = secret_problem(value) if value else None
+        if problem:
+            raise DevstackError(f"{name}: {problem}")
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
