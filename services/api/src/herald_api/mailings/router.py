@@ -109,7 +109,8 @@ async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
 async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     """Stop handing this mailing's messages to the provider (calls already under way finish).
     Its messages wait as `paused`; the end still applies. Pausing a paused mailing changes
-    nothing; an ended one is 409."""
+    nothing; an ended one is 409, and so is a finished one (every message settled: nothing is
+    left to hold; `retry-failed` reopens it)."""
     mailing = await service.pause_mailing(uow.session, mailing_id)
     announce(uow, "updated", mailing, action="paused")
     return service.to_read(mailing, _now())
