@@ -33,7 +33,13 @@ def herald(
     timeout: float = 120,
     **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "FORCE_COLOR"))}
+    # Nothing of the runner's terminal either: TERM=dumb (some CI runners) makes Rich draw 80
+    # columns wide whatever COLUMNS says, so what the tests read would depend on who runs them.
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HERALD_", "FORCE_COLOR", "TERM", "COLUMNS"))
+    }
     result = subprocess.run(
         [sys.executable, "-m", "herald_cli", *args],
         env={
