@@ -44,6 +44,21 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # A root's login PATH on Debian; nothing of this machine's (no uv, no pyenv).
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHECKOUT = "/root/herald"
+# What this machine's own network needs (a proxy, an extra CA in the bundle copied in), lent to
+# the chroot when set here: not something a fresh machine lacks, something this one has.
+LENT_ENV = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
 # `make run`'s ports (herald_devstack.plan.PORT_DEFAULTS): a busy one is moved to a free one.
 RUN_PORTS = {
     "HERALD_API_PORT": 8000,
@@ -207,7 +222,8 @@ def run_ports() -> dict[str, str]:
 
 def chroot_argv(root: Path, command: str, env: dict[str, str]) -> list[str]:
     """`command` in the checkout, as root, with nothing of this machine's environment."""
-    base = {"HOME": "/root", "PATH": PATH, "PIP_CERT": CA_BUNDLE, "TERM": "dumb"}
+    base = {"HOME": "/root", "PATH": PATH, "TERM": "dumb"}
+    base |= {name: os.environ[name] for name in LENT_ENV if name in os.environ}
     assignments = [f"{key}={value}" for key, value in {**base, **env}.items()]
     script = f"cd {CHECKOUT} && exec {command}"
     return ["chroot", str(root), "env", "-i", *assignments, "bash", "-c", script]
