@@ -129,10 +129,13 @@ def install_packages(packages: Sequence[str]) -> None:
 
 
 def install_uv(uv: Path, tools_dir: Path) -> None:
-    """uv at `uv`; if it is `tools_dir`/bin/uv and missing, pip-installs it there."""
-    if os.access(uv, os.X_OK):
+    """uv at `uv`; if it is `tools_dir`/bin/uv, missing or not UV_VERSION, pip-installs it there.
+
+    Another uv (on PATH, or UV=...) is the user's choice and is used as it is."""
+    ours = uv.absolute() == (tools_dir / "bin" / "uv").absolute()
+    if os.access(uv, os.X_OK) and (not ours or _version(uv) == UV_VERSION):
         return
-    if uv.absolute() != (tools_dir / "bin" / "uv").absolute():
+    if not ours:
         raise SetupError(f"uv not found at {uv} (UV={uv}); leave UV unset to get uv installed")
     python = tools_dir / "bin" / "python"
     if not python.exists():
@@ -144,6 +147,16 @@ def install_uv(uv: Path, tools_dir: Path) -> None:
     _run([*pip, f"uv=={UV_VERSION}"])
     if not os.access(uv, os.X_OK):
         raise SetupError(f"pip installed uv {UV_VERSION} but {uv} is not there")
+
+
+def _version(uv: Path) -> str | None:
+    """`uv --version` says "uv 0.13.9 (<commit> <date>)"."""
+    try:
+        out = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    words = out.split()
+    return words[1] if len(words) > 1 else None
 
 
 def _run(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
