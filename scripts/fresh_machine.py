@@ -2,7 +2,7 @@
 
 As root: a minimal Debian 12 root filesystem (python3 with pip and venv, make, git,
 ca-certificates, procps; debootstrap builds it once into $HERALD_FRESH_CACHE) gets a throw-away
-overlay per run, this repository's committed HEAD cloned into /root/herald, and then, as root
+overlay per run, this repository's committed HEAD cloned into /srv/herald, and then, as root
 with an empty environment:
 
 1. `make run` in the background, until http://127.0.0.1:$HERALD_API_PORT/readyz answers 200
@@ -43,7 +43,9 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # A root's login PATH on Debian; nothing of this machine's (no uv, no pyenv).
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CHECKOUT = "/root/herald"
+# Not under /root (mode 700): as root, herald-dev runs PostgreSQL as `postgres`, which must be
+# able to reach ./.herald, and says so rather than loosen /root itself.
+CHECKOUT = "/srv/herald"
 # What this machine's own network needs (a proxy, an extra CA in the bundle copied in), lent to
 # the chroot when set here: not something a fresh machine lacks, something this one has.
 LENT_ENV = (
