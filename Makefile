@@ -20,7 +20,7 @@ help:
 	@echo "make lint    - ruff (lint + format check) and mypy --strict"
 	@echo "make format  - apply ruff's formatting and safe fixes"
 	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
-	@echo "make clean   - delete local state (./.herald)"
+	@echo "make clean   - delete local state (./.herald; .tools/, the uv make installed, stays)"
 	@echo "make bench   - throughput/latency benchmark, writes docs/performance.md (~4 min; BENCH_ARGS=--quick: ~1.5 min)"
 	@echo "make fuzz    - schemathesis against the running API for FUZZ_SECONDS (default 600), a new seed each run"
 	@echo "make test-fresh-machine - as root: make run, then make test, on a new Debian 12 (~20 min)"

@@ -3,13 +3,14 @@
 Run by the Makefile before anything else, with only the interpreter it comes with (the standard
 library, no uv yet):
 
-    setup_machine.py --uv PATH --tools-dir DIR uv   uv at PATH; when PATH is DIR/bin/uv and
-                                                    missing, uv UV_VERSION from PyPI into the
+    setup_machine.py --uv PATH --tools-dir DIR uv   uv at PATH; when PATH is DIR/bin/uv, missing
+                                                    or not UV_VERSION, uv from PyPI into the
                                                     virtualenv DIR (Debian's own Python refuses
                                                     `pip install`, PEP 668)
     setup_machine.py packages run|test              the Debian packages `make run` (PostgreSQL,
                                                     RabbitMQ) or `make test` (those, Chromium,
-                                                    promtool, faketime) need, when missing
+                                                    promtool, faketime, libatomic1) need, when
+                                                    missing
 
 As root, what is missing is installed with apt-get (`apt-get update` only then). Otherwise one
 line names the sudo command to run, and the exit status is 2. Nothing present is touched.
@@ -57,6 +58,11 @@ def _executable(path: str) -> Callable[[], bool]:
     return lambda: os.access(path, os.X_OK)
 
 
+def _library(soname: str) -> Callable[[], bool]:
+    dirs = ("/lib", "/usr/lib", "/lib/*-linux-gnu", "/usr/lib/*-linux-gnu", "/usr/lib64")
+    return lambda: any(glob.glob(f"{directory}/{soname}") for directory in dirs)
+
+
 def _postgres_present() -> bool:
     """As herald_devstack.postgres.find_pg_bindir looks: pg_ctl (with initdb beside it) on
     PATH, else /usr/lib/postgresql/*/bin."""
@@ -93,6 +99,8 @@ TEST = (
     Need("prometheus", _on_path("promtool")),
     # tests/e2e/test_clock_skew.py: a sender with a skewed clock.
     Need("faketime", _on_path("faketime")),
+    # Playwright's own Node.js (its driver) links libatomic, which minbase Debian lacks.
+    Need("libatomic1", _library("libatomic.so.1")),
 )
 VENV = Need("python3-venv", lambda: importlib.util.find_spec("ensurepip") is not None)
 NEEDS = {"run": RUN, "test": TEST}
