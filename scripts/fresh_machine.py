@@ -19,6 +19,7 @@ HERALD_FRESH_WORKDIR (/var/tmp, where each run's overlay lives).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -109,7 +110,6 @@ def base_rootfs(cache: Path, mirror: str) -> Path:
         raise FreshMachineError("debootstrap is missing — run: apt-get install -y debootstrap")
     partial = cache / f"{SUITE}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    cache.mkdir(parents=True, exist_ok=True)
     log(f"building {rootfs} with debootstrap from {mirror} (about a minute, once)")
     include = f"--include={BASE_PACKAGES}"
     subprocess.run(
@@ -329,6 +329,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     mirror = os.environ.get("HERALD_FRESH_MIRROR") or default_mirror()
     logs = cache / "logs" / time.strftime("%Y%m%dT%H%M%S")
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Ctrl-C even when started in the background by a shell that ignores it there.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    cache.mkdir(parents=True, exist_ok=True)
+    lock = (cache / "lock").open("w")
+    try:
+        # One run at a time: two would both take make run's free ports and read each other's
+        # /readyz, and both build the root filesystem.
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"fresh-machine: another run holds {cache / 'lock'}", file=sys.stderr)
+        return 1
     try:
         rootfs = base_rootfs(cache, mirror)
         logs.mkdir(parents=True)
