@@ -67,7 +67,7 @@ format: install
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-clean:
+clean: install
 	$(UV) run --frozen herald-dev clean
 
 # Writes docs/performance.md; exits 0 even when a target is missed (the table says so).
