@@ -224,7 +224,8 @@ def run_ports() -> dict[str, str]:
 
 def chroot_argv(root: Path, command: str, env: dict[str, str]) -> list[str]:
     """`command` in the checkout, as root, with nothing of this machine's environment."""
-    base = {"HOME": "/root", "PATH": PATH, "TERM": "dumb"}
+    # No TERM, as under cron or CI (TERM=dumb would make Rich wrap the CLI's output at 80).
+    base = {"HOME": "/root", "PATH": PATH}
     base |= {name: os.environ[name] for name in LENT_ENV if name in os.environ}
     assignments = [f"{key}={value}" for key, value in {**base, **env}.items()]
     script = f"cd {CHECKOUT} && exec {command}"
