@@ -1,9 +1,17 @@
 # Herald: `make run` starts the whole system locally, `make test` proves it. See README.md.
 export UV_PYTHON_DOWNLOADS := never
-UV ?= uv
+# Nothing to install by hand first: scripts/setup_machine.py installs what is missing (uv, and
+# as root the Debian packages; others get the one sudo command to run). uv: the one on PATH,
+# else the pinned one it installs into $(HERALD_TOOLS_DIR), a virtualenv `make clean` keeps.
+HERALD_TOOLS_DIR ?= $(CURDIR)/.tools
+ifeq ($(origin UV),undefined)
+UV := $(or $(shell command -v uv 2>/dev/null),$(HERALD_TOOLS_DIR)/bin/uv)
+endif
+SETUP_MACHINE = python3 scripts/setup_machine.py --uv "$(UV)" --tools-dir "$(HERALD_TOOLS_DIR)"
 PYTEST_ARGS ?=
 
-.PHONY: help install run services test test-unit test-e2e test-cluster lint format clean bench fuzz
+.PHONY: help install setup-run setup-test run services test test-unit test-e2e test-cluster \
+	lint format clean bench fuzz test-fresh-machine
 
 help:
 	@echo "make run     - the whole system in the foreground (API on http://127.0.0.1:8000)"
@@ -12,30 +20,40 @@ help:
 	@echo "make lint    - ruff (lint + format check) and mypy --strict"
 	@echo "make format  - apply ruff's formatting and safe fixes"
 	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
-	@echo "make clean   - delete local state (./.herald)"
+	@echo "make clean   - delete local state (./.herald; .tools/, the uv make installed, stays)"
 	@echo "make bench   - throughput/latency benchmark, writes docs/performance.md (~4 min; BENCH_ARGS=--quick: ~1.5 min)"
 	@echo "make fuzz    - schemathesis against the running API for FUZZ_SECONDS (default 600), a new seed each run"
+	@echo "make test-fresh-machine - as root: make run, then make test, on a new Debian 12 (~20 min)"
 
+# uv, then the workspace's virtualenv (.venv).
 install:
+	@$(SETUP_MACHINE) uv
 	$(UV) sync --frozen
 
-run: install
+# The Debian packages: PostgreSQL and RabbitMQ; for the tests also Chromium, promtool, faketime.
+setup-run:
+	@$(SETUP_MACHINE) packages run
+
+setup-test:
+	@$(SETUP_MACHINE) packages test
+
+run: setup-run install
 	$(UV) run --frozen herald-dev run
 
-services: install
+services: setup-run install
 	$(UV) run --frozen herald-dev services
 
-test: install
+test: setup-test install
 	$(UV) run --frozen pytest -m "not slow" $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: setup-test install
 	$(UV) run --frozen pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
-test-e2e: install
+test-e2e: setup-test install
 	$(UV) run --frozen pytest -m "e2e and not slow" $(PYTEST_ARGS)
 
 # Nodes stopped under a running mailing, a memory alarm; `make test` runs the quick cases only.
-test-cluster: install
+test-cluster: setup-test install
 	$(UV) run --frozen pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
 
 lint: install
@@ -43,22 +61,27 @@ lint: install
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy libs/common/src services/api/src services/scheduler/src \
 		services/sender/src services/reporter/src services/provider_sim/src tools/devstack/src \
-		tools/testing/src tools/cli/src bench
+		tools/testing/src tools/cli/src bench scripts
 
 format: install
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-clean:
+clean: install
 	$(UV) run --frozen herald-dev clean
 
 # Writes docs/performance.md; exits 0 even when a target is missed (the table says so).
 BENCH_ARGS ?=
-bench: install
+bench: setup-run install
 	$(UV) run --frozen python -m bench.run $(BENCH_ARGS)
 
 # The fuzz test of `make test` (45 s, fixed seed), run longer and with a fresh seed.
 FUZZ_SECONDS ?= 600
-fuzz: install
+fuzz: setup-test install
 	HERALD_FUZZ_SECONDS=$(FUZZ_SECONDS) HERALD_FUZZ_SEED=$$(date +%s) \
 		$(UV) run --frozen pytest tests/e2e/test_fuzz.py $(PYTEST_ARGS)
+
+# A Debian 12 root filesystem with only python3, make and git (debootstrap, cached in
+# $$HERALD_FRESH_CACHE): `make run` must answer /readyz, then `make test` must pass. Root only.
+test-fresh-machine:
+	python3 scripts/fresh_machine.py $(FRESH_ARGS)

@@ -38,12 +38,13 @@ class Query:
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """promtool, from the Debian package `prometheus`; CI installs it (.ci/run)."""
+    """promtool, from the Debian package `prometheus`; `make test` installs it as root
+    (scripts/setup_machine.py)."""
     path = shutil.which("promtool")
     if path is None:
         message = "promtool not found: apt-get install -y prometheus (Debian package)"
         if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must install it (.ci/run)", pytrace=False)
+            pytest.fail(f"{message}; CI must have it (make test installs it)", pytrace=False)
         pytest.skip(message)
     return path
 
