@@ -14,16 +14,20 @@ PYTEST_ARGS ?=
 	lint format clean bench fuzz test-fresh-machine
 
 help:
-	@echo "make run     - the whole system in the foreground (API on http://127.0.0.1:8000)"
-	@echo "make test    - every test except the slow soak/benchmark runs"
+	@echo "make run          - the whole system in the foreground (API on http://127.0.0.1:8000)"
+	@echo "make test         - every test but the slow ones (soak, cluster variants, fresh machine)"
+	@echo "make test-unit    - the tests that need no running stack"
+	@echo "make test-e2e     - the end-to-end tests on a running stack"
 	@echo "make test-cluster - Herald on a local 3-node RabbitMQ cluster, slow variants included (~4 min)"
-	@echo "make lint    - ruff (lint + format check) and mypy --strict"
-	@echo "make format  - apply ruff's formatting and safe fixes"
-	@echo "make services- only PostgreSQL, RabbitMQ and the provider simulator"
-	@echo "make clean   - delete local state (./.herald; .tools/, the uv make installed, stays)"
-	@echo "make bench   - throughput/latency benchmark, writes docs/performance.md (~4 min; BENCH_ARGS=--quick: ~1.5 min)"
-	@echo "make fuzz    - schemathesis against the running API for FUZZ_SECONDS (default 600), a new seed each run"
 	@echo "make test-fresh-machine - as root: make run, then make test, on a new Debian 12 (~20 min)"
+	@echo "make lint         - ruff (lint + format check) and mypy --strict"
+	@echo "make format       - apply ruff's formatting and safe fixes"
+	@echo "make install      - the workspace's virtualenv (uv sync); every target runs it"
+	@echo "make services     - only the infrastructure: PostgreSQL, RabbitMQ, the provider simulator,"
+	@echo "                    the SMTP sink and the OIDC provider, printing the env vars to export"
+	@echo "make clean        - delete local state (./.herald; .tools/, the uv make installed, stays)"
+	@echo "make bench        - throughput/latency benchmark, writes docs/performance.md (~4 min; BENCH_ARGS=--quick: ~1.5 min)"
+	@echo "make fuzz         - schemathesis against the running API for FUZZ_SECONDS (default 600), a new seed each run"
 
 # uv, then the workspace's virtualenv (.venv).
 install:

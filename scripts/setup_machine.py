@@ -9,7 +9,8 @@ library, no uv yet):
                                                     `pip install`, PEP 668)
     setup_machine.py packages run|test              the Debian packages `make run` (PostgreSQL,
                                                     RabbitMQ) or `make test` (those, Chromium,
-                                                    promtool, faketime, libatomic1) need, when
+                                                    promtool, faketime, libatomic1,
+                                                    Java) need, when
                                                     missing
 
 As root, what is missing is installed with apt-get (`apt-get update` only then). Otherwise one
@@ -101,6 +102,8 @@ TEST = (
     Need("faketime", _on_path("faketime")),
     # Playwright's own Node.js (its driver) links libatomic, which minbase Debian lacks.
     Need("libatomic1", _library("libatomic.so.1")),
+    # tests/e2e/test_generated_clients.py: openapi-generator (a jar) must take the API too.
+    Need("default-jre-headless", _on_path("java")),
 )
 VENV = Need("python3-venv", lambda: importlib.util.find_spec("ensurepip") is not None)
 NEEDS = {"run": RUN, "test": TEST}

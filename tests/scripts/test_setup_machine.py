@@ -40,15 +40,15 @@ def run_as_a_user(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
 
 
 def test_a_user_without_root_is_told_the_one_sudo_command_and_nothing_is_installed() -> None:
-    # Chromium where there is none, and a PATH without promtool and faketime: as on a machine
+    # Chromium where there is none, and a PATH without promtool, faketime and java: as on a machine
     # that has PostgreSQL and RabbitMQ (`make test` got them) but not the test-only packages.
     env = {"PATH": BARE_PATH, "HERALD_CHROMIUM": "/nonexistent/chromium"}
     result = run_as_a_user("packages", "test", env=env)
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr == (
-        "herald: missing chromium prometheus faketime — run: "
-        "sudo apt-get install -y chromium prometheus faketime\n"
+        "herald: missing chromium prometheus faketime default-jre-headless — run: "
+        "sudo apt-get install -y chromium prometheus faketime default-jre-headless\n"
     )
 
 
