@@ -149,12 +149,7 @@ def list_clients(
         after=after,
         every=every,
     )
-    if as_json:
-        output.print_json(page)
-        return
-    output.print_clients(page["items"])
-    if page["next_after"] is not None:
-        output.note(f"more: --after {page['next_after']} (or --all)")
+    output.print_page(page, output.print_clients, as_json)
 
 
 @app.command()

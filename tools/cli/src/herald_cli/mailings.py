@@ -112,12 +112,7 @@ def list_mailings(
     """List mailings by id, a page at a time (--all: every page)."""
     params = {"state": state.value if state else None}
     page = api_of(ctx).page("/mailings", params, limit=limit, after=after, every=every)
-    if as_json:
-        output.print_json(page)
-        return
-    output.print_mailings(page["items"])
-    if page["next_after"] is not None:
-        output.note(f"more: --after {page['next_after']} (or --all)")
+    output.print_page(page, output.print_mailings, as_json)
 
 
 @app.command()

@@ -4,7 +4,7 @@ and errors on stderr, so that ``herald … --json | jq`` reads only the result."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -63,6 +63,20 @@ def print_rows(columns: Sequence[str], items: Iterable[Mapping[str, Any]]) -> No
 
 CLIENT_COLUMNS = ("id", "phone", "operator_code", "tag", "timezone", "created_at")
 MAILING_COLUMNS = ("id", "state", "starts_at", "ends_at", "text", "filter", "send_window")
+
+
+def print_page(
+    page: Mapping[str, Any],
+    print_items: Callable[[Sequence[Mapping[str, Any]]], None],
+    as_json: bool,
+) -> None:
+    """A list command's answer: the page as JSON, or its items and how to get the next page."""
+    if as_json:
+        print_json(page)
+        return
+    print_items(page["items"])
+    if page["next_after"] is not None:
+        note(f"more: --after {page['next_after']} (or --all)")
 
 
 def print_clients(items: Sequence[Mapping[str, Any]]) -> None:
