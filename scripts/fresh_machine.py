@@ -62,7 +62,9 @@ LENT_ENV = (
     "HTTPS_PROXY",
     "NO_PROXY",
 )
-# `make run`'s ports (herald_devstack.plan.PORT_DEFAULTS): a busy one is moved to a free one.
+# `make run`'s ports, herald_devstack.plan.PORT_DEFAULTS spelt again because this script runs
+# on the bare interpreter (tests/scripts/test_fresh_machine.py keeps the two equal). A busy
+# one is moved to a free one; the metrics base is judged by its first port only.
 RUN_PORTS = {
     "HERALD_API_PORT": 8000,
     "HERALD_DEV_SIM_PORT": 8001,
@@ -74,6 +76,7 @@ RUN_PORTS = {
     "HERALD_DEV_EPMD_PORT": 4370,
     "HERALD_DEV_SMTP_PORT": 8025,
     "HERALD_DEV_OIDC_PORT": 9400,
+    "HERALD_DEV_METRICS_PORT": 9101,
 }
 
 
@@ -167,16 +170,30 @@ def throwaway_machine(rootfs: Path, workdir: Path) -> Iterator[Path]:
             subprocess.run(["mount", "--bind", f"/{name}", root / name], check=True)
         yield root
     finally:
-        kill_processes_in(root)
-        for point in sorted(mounted_under(root), key=len, reverse=True):
-            if subprocess.run(["umount", point], check=False).returncode != 0:
-                subprocess.run(["umount", "--lazy", point], check=False)
-        left = mounted_under(root)
-        if left:
-            # Deleting now would reach into the host's /dev or /sys through the bind mounts.
-            log(f"still mounted, {run_dir} kept: {' '.join(left)}")
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        with signals_held():
+            kill_processes_in(root)
+            for point in sorted(mounted_under(root), key=len, reverse=True):
+                if subprocess.run(["umount", point], check=False).returncode != 0:
+                    subprocess.run(["umount", "--lazy", point], check=False)
+            left = mounted_under(root)
+            if left:
+                # Deleting now would reach into the host's /dev or /sys through the bind mounts.
+                log(f"still mounted, {run_dir} kept: {' '.join(left)}")
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT ignored while the chroot is torn down: a second one (an impatient
+    Ctrl-C, a supervisor's repeated TERM) would stop the teardown half-way, leaving daemons
+    started inside running and /proc, /sys and /dev bound under the work directory."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def prepare(root: Path) -> None:
