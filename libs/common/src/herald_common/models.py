@@ -163,7 +163,7 @@ class MailingMessageCount(Base):
 
     __tablename__ = "mailing_message_count"
     __table_args__ = (
-        # The expiry sweep's lookup of mailings with idle messages (scheduler planning).
+        # The scheduler's expiry sweep looks up the mailings with idle messages here.
         Index(
             "ix_mailing_message_count_idle",
             "mailing_id",

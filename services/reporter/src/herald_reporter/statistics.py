@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from herald_common.stats import count_messages, empty_counts
+from herald_common.tables.message_count import count_messages, empty_counts
 
 
 @dataclass(frozen=True, slots=True)

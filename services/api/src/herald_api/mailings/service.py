@@ -22,9 +22,10 @@ from herald_api.mailings.schemas import (
 from herald_api.messages import move_messages
 from herald_common.errors import Conflict, InvalidInput, MailingEnded, MailingStarted, NotFound
 from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
-from herald_common.rules.mailings import end_move_refusal, has_started, mailing_state
+from herald_common.rules.mailings import end_move_refusal, has_started
+from herald_common.tables import mailing as mailing_table
 from herald_common.rules.progress import Sample, estimate_progress
-from herald_common.stats import count_live_messages, count_messages, empty_counts
+from herald_common.tables.message_count import count_live_messages, count_messages, empty_counts
 from herald_common.statuses import (
     IDLE_STATUSES,
     TERMINAL_STATUSES,
@@ -57,7 +58,7 @@ def to_read(mailing: Mailing, now: datetime) -> MailingRead:
 
 
 def _state(mailing: Mailing, now: datetime) -> MailingState:
-    return mailing_state(
+    return mailing_table.state(
         now, mailing.starts_at, mailing.ends_at, mailing.finished_at, mailing.paused_at
     )
 
