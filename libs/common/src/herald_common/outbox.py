@@ -45,7 +45,7 @@ async def add_to_outbox(conn: AsyncConnection, items: Sequence[Outgoing]) -> lis
             "expirations": [i.expiration_ms for i in items],
         },
     )
-    return [row[0] for row in result]
+    return list(result.scalars())
 
 
 def _json(headers: dict[str, object]) -> str:

@@ -32,8 +32,8 @@ from herald_api.observability import note_ids
 from herald_common.errors import Conflict, IdempotencyKeyReused, InvalidInput
 from herald_common.models import Client, Mailing, MailingProgress
 from herald_common.rules.mailings import has_started
-from herald_common.tables.message_count import count_messages
 from herald_common.statuses import ALL_STATUSES, TERMINAL_STATUSES, MailingState, MessageStatus
+from herald_common.tables.message_count import count_messages
 
 router = APIRouter()
 PAGE = 50

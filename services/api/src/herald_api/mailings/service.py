@@ -23,15 +23,15 @@ from herald_api.messages import move_messages
 from herald_common.errors import Conflict, InvalidInput, MailingEnded, MailingStarted, NotFound
 from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
 from herald_common.rules.mailings import end_move_refusal, has_started
-from herald_common.tables import mailing as mailing_table
 from herald_common.rules.progress import Sample, estimate_progress
-from herald_common.tables.message_count import count_live_messages, count_messages, empty_counts
 from herald_common.statuses import (
     IDLE_STATUSES,
     TERMINAL_STATUSES,
     MailingState,
     MessageStatus,
 )
+from herald_common.tables import mailing as mailing_table
+from herald_common.tables.message_count import count_live_messages, count_messages, empty_counts
 
 # Rates are measured against the progress sample nearest a minute ago, at least 10 s old.
 PROGRESS_WINDOW = timedelta(seconds=60)
