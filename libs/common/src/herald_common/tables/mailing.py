@@ -43,6 +43,11 @@ def is_live() -> ColumnElement[bool]:
     return Mailing.deleted_at.is_(None)
 
 
+def is_paused() -> ColumnElement[bool]:
+    """Paused by an operator (shown as paused only until its end: ``in_state``)."""
+    return Mailing.paused_at.is_not(None)
+
+
 def is_past_end(now: Now) -> ColumnElement[bool]:
     """Its end has come: no message may be sent any more, whatever ``finished_at`` says."""
     return Mailing.ends_at <= now
@@ -63,7 +68,7 @@ def in_state(state: MailingState, now: Now) -> ColumnElement[bool]:
     if state == MailingState.FINISHED:
         return has_ended(now)
     if state == MailingState.PAUSED:
-        return and_(is_open(now), Mailing.paused_at.is_not(None))
+        return and_(is_open(now), is_paused())
     not_paused = and_(is_open(now), Mailing.paused_at.is_(None))
     if state == MailingState.SCHEDULED:
         return and_(not_paused, Mailing.starts_at > now)
