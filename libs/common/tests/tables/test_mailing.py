@@ -1,5 +1,6 @@
 """A mailing's state, in Python for one row and in SQL for many, is one rule: every case of
-the table below is checked both ways, the SQL on PostgreSQL."""
+the table below is checked both ways, the SQL on PostgreSQL. Which mailings a report window
+covers is checked on PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -75,3 +76,50 @@ async def test_in_state_selects_exactly_the_mailings_state_puts_there(
         assert set(ended.scalars()) == expected[MailingState.FINISHED]
         counts = await mailing.count_by_state(conn, NOW)
         assert counts == {state.value: len(expected[state]) for state in MailingState}
+
+
+START = datetime(2026, 11, 21, 7, tzinfo=UTC)  # a report window: [START, END)
+END = START + 24 * H
+
+# (starts_at, ends_at, deleted_at, active in [START, END))
+WINDOW_CASES = [
+    pytest.param(START - 3 * H, START - H, None, False, id="before"),
+    pytest.param(START - 3 * H, START, None, False, id="ends-at-the-start"),
+    pytest.param(START - H, START + H, None, True, id="overlapping-the-start"),
+    pytest.param(START + H, END - H, None, True, id="inside"),
+    pytest.param(START - H, END + H, None, True, id="spanning"),
+    pytest.param(END - H, END + H, None, True, id="overlapping-the-end"),
+    pytest.param(END, END + H, None, False, id="starts-at-the-end"),
+    pytest.param(END + H, END + 3 * H, None, False, id="after"),
+    pytest.param(START - H, END + H, START - H, False, id="deleted-before"),
+    pytest.param(START - H, END + H, START, False, id="deleted-at-the-start"),
+    pytest.param(START - H, END + H, START + H, True, id="deleted-inside"),
+    pytest.param(START - H, START + H, END + H, True, id="deleted-after"),
+]
+
+
+async def test_was_active_between_selects_the_mailings_of_a_window_deleted_ones_until_deletion(
+    clean_engine: AsyncEngine,
+) -> None:
+    cases = [case.values for case in WINDOW_CASES]
+    async with clean_engine.begin() as conn:
+        ids = list(
+            (
+                await conn.execute(
+                    insert(Mailing).returning(Mailing.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "starts_at": starts_at,
+                            "ends_at": ends_at,
+                            "deleted_at": deleted_at,
+                            "text": "hello",
+                        }
+                        for starts_at, ends_at, deleted_at, _ in cases
+                    ],
+                )
+            ).scalars()
+        )
+        found = await conn.execute(select(Mailing.id).where(mailing.was_active_between(START, END)))
+        names = {mid: case.id for mid, case in zip(ids, WINDOW_CASES, strict=True)}
+        expected = {names[mid] for mid, case in zip(ids, cases, strict=True) if case[3]}
+        assert {names[mid] for mid in found.scalars()} == expected

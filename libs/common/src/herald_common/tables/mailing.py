@@ -1,4 +1,5 @@
-"""The ``mailing`` table: a mailing's state, whether it is due, ended or settled.
+"""The ``mailing`` table: a mailing's state, whether it is due, ended or settled, and
+whether it was active in a window.
 
 A mailing's state is derived from its timestamps, never stored. ``state`` says it of one row
 in Python; ``in_state`` and the other predicates say it in SQL for queries over many rows.
@@ -103,6 +104,19 @@ def is_overdue(now: Now, grace: timedelta) -> ColumnElement[bool]:
         Mailing.ends_at > now,
         Mailing.paused_at.is_(None),
         Mailing.starts_at <= now - grace,
+    )
+
+
+def was_active_between(start: Now, end: Now) -> ColumnElement[bool]:
+    """Its ``[starts_at, ends_at)`` overlaps ``[start, end)``: it could send in that window.
+
+    A deleted mailing counts until its deletion: deleted inside the window, it was active in
+    it, and the messages it sent then belong to that window's statistics. Deleted before the
+    window, it had stopped by then."""
+    return and_(
+        Mailing.starts_at < end,
+        Mailing.ends_at > start,
+        or_(Mailing.deleted_at.is_(None), Mailing.deleted_at > start),
     )
 
 
