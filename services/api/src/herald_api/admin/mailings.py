@@ -22,11 +22,10 @@ from herald_api.admin.forms import (
     validate,
 )
 from herald_api.admin.rendering import flash, render
-from herald_api.admin.session import User
+from herald_api.admin.session import AdminUser, User
 from herald_api.deps import Uow
 from herald_api.idempotency import Idempotency, request_hash
 from herald_api.mailings import service
-from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import MailingCreate, MailingRead, MailingUpdate, MessageRead
 from herald_api.observability import note_ids
 from herald_common.errors import Conflict, IdempotencyKeyReused, InvalidInput
@@ -46,6 +45,11 @@ NO_STORE = {"cache-control": "no-store"}
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _operator(user: AdminUser) -> str:
+    """Who made a change, as its log line names them."""
+    return user.email or user.subject
 
 
 def _status_rows(by_status: dict[str, int]) -> list[tuple[str, int]]:
@@ -198,9 +202,8 @@ async def mailing_create(request: Request, uow: Uow, user: User) -> Response:
         if replayed is not None:
             first = orjson.loads(bytes(replayed.body))
             return RedirectResponse(f"/admin/mailings/{first['id']}", status_code=303)
-    mailing = await service.create_mailing(uow.session, data)
+    mailing = await service.create_mailing(uow, data, by=_operator(user))
     note_ids(mailing_id=mailing.id)
-    announce_created(uow, mailing, data, by=user.email or user.subject)
     if idempotency is not None:
         await idempotency.remember(201, service.to_read(mailing, _now()))
     flash(request, f"Mailing {mailing.id} created.")
@@ -283,16 +286,14 @@ async def mailing_update(request: Request, uow: Uow, user: User, mailing_id: int
     if data is None:
         return _form_page(request, form, errors, mailing_id, started=started, status_code=422)
     try:
-        updated = await service.update_mailing(uow.session, mailing_id, data)
+        await service.update_mailing(uow, mailing_id, data, by=_operator(user))
     except (Conflict, InvalidInput) as error:
         field = getattr(error, "field", "form")
         code = 409 if isinstance(error, Conflict) else 422
         return _form_page(
             request, form, {field: error.message}, mailing_id, started=started, status_code=code
         )
-    fields = sorted(data.model_fields_set)
-    announce(uow, "updated", updated, fields=fields, by=user.email or user.subject)
-    flash(request, "Saved." if fields else "Nothing changed.")
+    flash(request, "Saved." if data.model_fields_set else "Nothing changed.")
     return RedirectResponse(f"/admin/mailings/{mailing_id}", status_code=303)
 
 
@@ -303,31 +304,25 @@ def _back(request: Request, mailing_id: int, notice: str) -> Response:
 
 @router.post("/mailings/{mailing_id:int}/pause", name="mailing_pause")
 async def mailing_pause(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    mailing = await service.pause_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="paused", by=user.email or user.subject)
+    await service.pause_mailing(uow, mailing_id, by=_operator(user))
     return _back(request, mailing_id, "Paused.")
 
 
 @router.post("/mailings/{mailing_id:int}/resume", name="mailing_resume")
 async def mailing_resume(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    mailing = await service.resume_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="resumed", by=user.email or user.subject)
+    await service.resume_mailing(uow, mailing_id, by=_operator(user))
     return _back(request, mailing_id, "Resumed.")
 
 
 @router.post("/mailings/{mailing_id:int}/retry-failed", name="mailing_retry_failed")
 async def mailing_retry_failed(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    moved = await service.retry_failed(uow.session, mailing_id)
-    mailing = await service.get_mailing(uow.session, mailing_id)
-    by = user.email or user.subject
-    announce(uow, "updated", mailing, action="retry_failed", requeued=moved, by=by)
+    moved = await service.retry_failed(uow, mailing_id, by=_operator(user))
     return _back(request, mailing_id, f"{moved} failed messages queued again.")
 
 
 @router.post("/mailings/{mailing_id:int}/cancel", name="mailing_cancel")
 async def mailing_cancel(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
     """The REST API's DELETE: delivery stops, messages not yet handed over end cancelled."""
-    mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
-    announce(uow, "deleted", mailing, cancelled=cancelled, by=user.email or user.subject)
+    cancelled = await service.delete_mailing(uow, mailing_id, by=_operator(user))
     flash(request, f"Mailing {mailing_id} cancelled and deleted: {cancelled} messages cancelled.")
     return RedirectResponse("/admin/mailings", status_code=303)

@@ -1,4 +1,8 @@
-"""Mailing use cases; they flush, the request's unit of work commits."""
+"""Mailing use cases; they flush, the request's unit of work commits.
+
+Each change registers its own announcement (log line, scheduler event) with the unit of work,
+so the REST API and the admin UI only translate between HTTP and these calls. ``by`` names
+the admin UI's operator behind a change (None through the REST API)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald_api.deps import UnitOfWork
+from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
@@ -74,7 +80,8 @@ async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = Fa
     return mailing
 
 
-async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
+async def create_mailing(uow: UnitOfWork, data: MailingCreate, *, by: str | None) -> Mailing:
+    session = uow.session
     window = data.send_window.times() if data.send_window else (None, None)
     mailing = Mailing(
         starts_at=data.starts_at,
@@ -88,6 +95,7 @@ async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
     session.add(mailing)
     await session.flush()
     await session.refresh(mailing)
+    announce_created(uow, mailing, data, by)
     return mailing
 
 
@@ -99,7 +107,10 @@ async def database_now(session: AsyncSession) -> datetime:
     return now
 
 
-async def update_mailing(session: AsyncSession, mailing_id: int, data: MailingUpdate) -> Mailing:
+async def update_mailing(
+    uow: UnitOfWork, mailing_id: int, data: MailingUpdate, *, by: str | None
+) -> Mailing:
+    session = uow.session
     # The row lock orders this against the scheduler starting the mailing.
     mailing = await get_mailing(session, mailing_id, lock=True)
     now = await database_now(session)
@@ -146,13 +157,15 @@ async def update_mailing(session: AsyncSession, mailing_id: int, data: MailingUp
     mailing.updated_at = func.now()
     await session.flush()
     await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, fields=sorted(given))
     return mailing
 
 
-async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailing, int]:
+async def delete_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> int:
     """Soft delete: delivery stops; messages not in a provider call right now are cancelled.
 
-    Returns the mailing and how many messages were cancelled."""
+    Returns how many messages were cancelled."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     mailing.deleted_at = func.now()
     mailing.updated_at = func.now()
@@ -166,7 +179,8 @@ async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailin
     )
     await session.flush()
     await session.refresh(mailing)
-    return mailing, cancelled
+    announce(uow, "deleted", mailing, by, cancelled=cancelled)
+    return cancelled
 
 
 def _in_state(state: MailingState, now: datetime) -> ColumnElement[bool]:
@@ -236,8 +250,9 @@ def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
         raise Conflict(f"mailing {mailing.id} has ended: it cannot {action}")
 
 
-async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
+async def pause_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> Mailing:
     """Nothing more is handed to the provider; calls already under way finish."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "be paused")
     if mailing.paused_at is None and mailing.finished_at is not None:
@@ -255,11 +270,13 @@ async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
         )
         await session.flush()
         await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, action="paused")
     return mailing
 
 
-async def resume_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
+async def resume_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> Mailing:
     """Everyone paused is queued again, once: the scheduler re-queues them within a second."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "be resumed")
     if mailing.paused_at is not None:
@@ -274,11 +291,15 @@ async def resume_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
         )
         await session.flush()
         await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, action="resumed")
     return mailing
 
 
-async def retry_failed(session: AsyncSession, mailing_id: int) -> int:
-    """Give the failed messages a new round of attempts, before the mailing's end."""
+async def retry_failed(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> int:
+    """Give the failed messages a new round of attempts, before the mailing's end.
+
+    Returns how many messages were queued again."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "retry messages")
     paused = mailing.paused_at is not None
@@ -294,6 +315,7 @@ async def retry_failed(session: AsyncSession, mailing_id: int) -> int:
         mailing.finished_at = None  # it has work again
     mailing.updated_at = func.now()
     await session.flush()
+    announce(uow, "updated", mailing, by, action="retry_failed", requeued=moved)
     return moved
 
 
