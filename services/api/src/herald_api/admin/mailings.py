@@ -1,24 +1,21 @@
-"""Admin pages: the dashboard, mailings (list, detail, create, edit, controls) and the JSON
-the pages poll for live progress and the audience preview."""
+"""Admin pages: the dashboard and mailings (list, detail, create, edit, controls)."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy import func, select
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
 
 from herald_api.admin.charts import column_chart, settled_per_bucket
 from herald_api.admin.forms import (
     FieldErrors,
     mailing_payload,
     read_form,
-    split_codes,
-    split_tags,
     validate,
 )
 from herald_api.admin.rendering import flash, render
@@ -29,10 +26,9 @@ from herald_api.mailings import service
 from herald_api.mailings.schemas import MailingCreate, MailingRead, MailingUpdate, MessageRead
 from herald_api.observability import note_ids
 from herald_common.errors import Conflict, IdempotencyKeyReused, InvalidInput
-from herald_common.models import Client, Mailing, MailingProgress
+from herald_common.models import MailingProgress
 from herald_common.rules.mailings import has_started
-from herald_common.stats import count_messages
-from herald_common.statuses import ALL_STATUSES, TERMINAL_STATUSES, MailingState, MessageStatus
+from herald_common.statuses import ALL_STATUSES, MailingState, MessageStatus
 
 router = APIRouter()
 PAGE = 50
@@ -40,7 +36,6 @@ RUNNING_SHOWN = 20
 CHART_SPAN = timedelta(minutes=15)
 # The form's times, to the second, as <input type="datetime-local" step="1"> shows them.
 FORM_TIME = "%Y-%m-%dT%H:%M:%S"
-NO_STORE = {"cache-control": "no-store"}
 
 
 def _now() -> datetime:
@@ -112,54 +107,6 @@ async def mailings_page(
             "states": [s.value for s in MailingState],
             "next_after": mailings[-1].id if len(mailings) == PAGE else None,
         },
-    )
-
-
-@router.get("/mailings/progress", name="mailings_progress")
-async def mailings_progress(
-    uow: Uow, user: User, ids: Annotated[str, Query(max_length=2000)] = ""
-) -> JSONResponse:
-    """Done, total, state and counts of the given mailings, for the pages' live parts."""
-    wanted = sorted({int(part) for part in ids.split(",") if part.isdigit() and len(part) < 19})
-    mailings = (
-        await uow.session.scalars(
-            select(Mailing).where(Mailing.id.in_(wanted[:200]), Mailing.deleted_at.is_(None))
-        )
-    ).all()
-    counts = await count_messages(uow.session, [m.id for m in mailings])
-    now = _now()
-    answer: dict[str, Any] = {}
-    for mailing in mailings:
-        by_status = counts[mailing.id]
-        total = sum(by_status.values())
-        done = sum(by_status[s.value] for s in TERMINAL_STATUSES)
-        answer[str(mailing.id)] = {
-            "done": done,
-            "total": total,
-            "percent": round(100 * done / total, 1) if total else 0.0,
-            "state": service.to_read(mailing, now).state.value,
-            "by_status": by_status,
-        }
-    return JSONResponse(answer, headers=NO_STORE)
-
-
-@router.get("/audience", name="audience")
-async def audience(
-    uow: Uow,
-    user: User,
-    operator_codes: Annotated[str, Query(max_length=2000)] = "",
-    tags: Annotated[str, Query(max_length=8000)] = "",
-) -> JSONResponse:
-    """How many live clients a filter matches now: the form's live preview."""
-    codes, tag_list = split_codes(operator_codes), split_tags(tags)
-    query = select(func.count()).select_from(Client).where(Client.deleted_at.is_(None))
-    if codes:
-        query = query.where(Client.operator_code.in_(codes))
-    if tag_list:
-        query = query.where(Client.tag.in_(tag_list))
-    count = int(await uow.session.scalar(query) or 0)
-    return JSONResponse(
-        {"count": count, "operator_codes": codes, "tags": tag_list}, headers=NO_STORE
     )
 
 
