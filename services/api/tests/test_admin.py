@@ -195,10 +195,10 @@ def admin_routes() -> list[tuple[str, str, str]]:
     """(name, method, a concrete path) of every route of the admin app's routers."""
     from starlette.routing import Route
 
-    from herald_api.admin import auth, clients, mailings
+    from herald_api.admin import auth, clients, json_routes, mailings
 
     found = []
-    for module in (auth, clients, mailings):
+    for module in (auth, clients, mailings, json_routes):
         for route in module.router.routes:
             assert isinstance(route, Route)
             path = "/admin" + re.sub(r"\{[^}]+\}", "1", route.path)

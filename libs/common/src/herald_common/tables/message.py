@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, func, select, update
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from herald_common.models import Message
 from herald_common.statuses import IDLE_STATUSES, TERMINAL_STATUSES, MessageStatus
@@ -32,13 +33,14 @@ def is_idle() -> ColumnElement[bool]:
     return Message.status.in_(IDLE)
 
 
-def move(
+async def move(
+    db: AsyncConnection | AsyncSession,
     which: ColumnElement[bool],
     from_statuses: Iterable[MessageStatus],
     to: MessageStatus,
     **values: Any,
-) -> Update:
-    """Move the messages matching ``which`` and in ``from_statuses`` to ``to``.
+) -> int:
+    """Move the messages matching ``which`` and in ``from_statuses`` to ``to``; a count.
 
     Rows are locked in id order, as senders lock them when claiming, so an operator's action
     and a sender's claim wait for each other instead of deadlocking."""
@@ -48,8 +50,9 @@ def move(
         .order_by(Message.id)
         .with_for_update()
     )
-    return (
+    result = await db.execute(
         update(Message)
         .where(Message.id.in_(ids.scalar_subquery()))
         .values(status=to, updated_at=func.now(), **values)
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,12 +1,18 @@
-"""Mailing use cases; they flush, the request's unit of work commits."""
+"""Mailing use cases; they flush, the request's unit of work commits.
+
+Each change registers its own announcement (log line, scheduler event) with the unit of work,
+so the REST API and the admin UI only translate between HTTP and these calls. ``by`` names
+the admin UI's operator behind a change (None through the REST API)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald_api.deps import UnitOfWork
+from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
@@ -19,7 +25,6 @@ from herald_api.mailings.schemas import (
     SendWindow,
     StatsTotals,
 )
-from herald_api.messages import move_messages
 from herald_common.errors import Conflict, InvalidInput, MailingEnded, MailingStarted, NotFound
 from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
 from herald_common.rules.mailings import end_move_refusal, has_started
@@ -31,6 +36,7 @@ from herald_common.statuses import (
     MessageStatus,
 )
 from herald_common.tables import mailing as mailing_table
+from herald_common.tables import message as message_table
 from herald_common.tables.message_count import count_live_messages, count_messages, empty_counts
 
 # Rates are measured against the progress sample nearest a minute ago, at least 10 s old.
@@ -64,7 +70,7 @@ def _state(mailing: Mailing, now: datetime) -> MailingState:
 
 
 async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = False) -> Mailing:
-    query = select(Mailing).where(Mailing.id == mailing_id, Mailing.deleted_at.is_(None))
+    query = select(Mailing).where(Mailing.id == mailing_id, mailing_table.is_live())
     if lock:
         # NO KEY UPDATE: the id never changes, and this lock must not wait for (or hold up)
         # the foreign-key checks of messages being inserted for this mailing meanwhile.
@@ -75,7 +81,8 @@ async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = Fa
     return mailing
 
 
-async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
+async def create_mailing(uow: UnitOfWork, data: MailingCreate, *, by: str | None) -> Mailing:
+    session = uow.session
     window = data.send_window.times() if data.send_window else (None, None)
     mailing = Mailing(
         starts_at=data.starts_at,
@@ -89,6 +96,7 @@ async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
     session.add(mailing)
     await session.flush()
     await session.refresh(mailing)
+    announce_created(uow, mailing, data, by)
     return mailing
 
 
@@ -100,7 +108,10 @@ async def database_now(session: AsyncSession) -> datetime:
     return now
 
 
-async def update_mailing(session: AsyncSession, mailing_id: int, data: MailingUpdate) -> Mailing:
+async def update_mailing(
+    uow: UnitOfWork, mailing_id: int, data: MailingUpdate, *, by: str | None
+) -> Mailing:
+    session = uow.session
     # The row lock orders this against the scheduler starting the mailing.
     mailing = await get_mailing(session, mailing_id, lock=True)
     now = await database_now(session)
@@ -147,17 +158,19 @@ async def update_mailing(session: AsyncSession, mailing_id: int, data: MailingUp
     mailing.updated_at = func.now()
     await session.flush()
     await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, fields=sorted(given))
     return mailing
 
 
-async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailing, int]:
+async def delete_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> int:
     """Soft delete: delivery stops; messages not in a provider call right now are cancelled.
 
-    Returns the mailing and how many messages were cancelled."""
+    Returns how many messages were cancelled."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     mailing.deleted_at = func.now()
     mailing.updated_at = func.now()
-    cancelled = await move_messages(
+    cancelled = await message_table.move(
         session,
         Message.mailing_id == mailing_id,
         IDLE_STATUSES,
@@ -167,19 +180,8 @@ async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailin
     )
     await session.flush()
     await session.refresh(mailing)
-    return mailing, cancelled
-
-
-def _in_state(state: MailingState, now: datetime) -> ColumnElement[bool]:
-    """``rules.mailings.mailing_state`` in SQL: the mailings in ``state`` at ``now``."""
-    live = (Mailing.ends_at > now) & Mailing.finished_at.is_(None)
-    if state == MailingState.SCHEDULED:
-        return live & Mailing.paused_at.is_(None) & (Mailing.starts_at > now)
-    if state == MailingState.RUNNING:
-        return live & Mailing.paused_at.is_(None) & (Mailing.starts_at <= now)
-    if state == MailingState.PAUSED:
-        return live & Mailing.paused_at.is_not(None)
-    return (Mailing.ends_at <= now) | Mailing.finished_at.is_not(None)
+    announce(uow, "deleted", mailing, by, cancelled=cancelled)
+    return cancelled
 
 
 async def list_mailings(
@@ -187,26 +189,13 @@ async def list_mailings(
 ) -> list[Mailing]:
     query = (
         select(Mailing)
-        .where(Mailing.deleted_at.is_(None), Mailing.id > after)
+        .where(mailing_table.is_live(), Mailing.id > after)
         .order_by(Mailing.id)
         .limit(limit)
     )
     if state is not None:
-        query = query.where(_in_state(state, now))
+        query = query.where(mailing_table.in_state(state, now))
     return list((await session.scalars(query)).all())
-
-
-async def count_by_state(session: AsyncSession, now: datetime) -> dict[str, int]:
-    """How many live mailings are in each state, in one pass over the table."""
-    states = list(MailingState)
-    row = (
-        await session.execute(
-            select(*(func.count().filter(_in_state(s, now)) for s in states)).where(
-                Mailing.deleted_at.is_(None)
-            )
-        )
-    ).one()
-    return {state.value: int(count) for state, count in zip(states, row, strict=True)}
 
 
 async def totals_by_status(session: AsyncSession) -> dict[str, int]:
@@ -214,7 +203,7 @@ async def totals_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(
         select(MailingMessageCount.status, func.sum(MailingMessageCount.count))
         .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
-        .where(Mailing.deleted_at.is_(None))
+        .where(mailing_table.is_live())
         .group_by(MailingMessageCount.status)
     )
     totals = empty_counts()
@@ -237,8 +226,9 @@ def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
         raise Conflict(f"mailing {mailing.id} has ended: it cannot {action}")
 
 
-async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
+async def pause_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> Mailing:
     """Nothing more is handed to the provider; calls already under way finish."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "be paused")
     if mailing.paused_at is None and mailing.finished_at is not None:
@@ -247,7 +237,7 @@ async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
     if mailing.paused_at is None:
         mailing.paused_at = func.now()
         mailing.updated_at = func.now()
-        await move_messages(
+        await message_table.move(
             session,
             Message.mailing_id == mailing.id,
             (MessageStatus.PENDING, MessageStatus.RETRYING, MessageStatus.DEFERRED),
@@ -256,17 +246,19 @@ async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
         )
         await session.flush()
         await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, action="paused")
     return mailing
 
 
-async def resume_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
+async def resume_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> Mailing:
     """Everyone paused is queued again, once: the scheduler re-queues them within a second."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "be resumed")
     if mailing.paused_at is not None:
         mailing.paused_at = None
         mailing.updated_at = func.now()
-        await move_messages(
+        await message_table.move(
             session,
             Message.mailing_id == mailing.id,
             (MessageStatus.PAUSED,),
@@ -275,15 +267,19 @@ async def resume_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
         )
         await session.flush()
         await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, action="resumed")
     return mailing
 
 
-async def retry_failed(session: AsyncSession, mailing_id: int) -> int:
-    """Give the failed messages a new round of attempts, before the mailing's end."""
+async def retry_failed(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> int:
+    """Give the failed messages a new round of attempts, before the mailing's end.
+
+    Returns how many messages were queued again."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "retry messages")
     paused = mailing.paused_at is not None
-    moved = await move_messages(
+    moved = await message_table.move(
         session,
         Message.mailing_id == mailing.id,
         (MessageStatus.FAILED,),
@@ -295,6 +291,7 @@ async def retry_failed(session: AsyncSession, mailing_id: int) -> int:
         mailing.finished_at = None  # it has work again
     mailing.updated_at = func.now()
     await session.flush()
+    announce(uow, "updated", mailing, by, action="retry_failed", requeued=moved)
     return moved
 
 
@@ -346,7 +343,7 @@ async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:
     mailings = list(
         (
             await session.scalars(
-                select(Mailing).where(Mailing.deleted_at.is_(None)).order_by(Mailing.id)
+                select(Mailing).where(mailing_table.is_live()).order_by(Mailing.id)
             )
         ).all()
     )
