@@ -13,7 +13,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from herald_common.rules.delivery import Action, Decision, MessageSnapshot, plan_delivery
+from herald_common.rules.delivery import (
+    STATUS_OF,
+    Action,
+    Decision,
+    MessageSnapshot,
+    plan_delivery,
+)
 from herald_common.rules.windows import SendWindow
 from herald_common.statuses import MessageStatus
 
@@ -42,15 +48,6 @@ class Settled:
     client_id: int
     decision: Decision
 
-
-STATUS_OF = {
-    Action.CANCEL: MessageStatus.CANCELLED,
-    Action.EXPIRE: MessageStatus.EXPIRED,
-    Action.FAIL: MessageStatus.FAILED,
-    Action.DEFER: MessageStatus.DEFERRED,
-    Action.SEND: MessageStatus.SENDING,
-    Action.PAUSE: MessageStatus.PAUSED,
-}
 
 _SELECT = text(
     """
