@@ -397,6 +397,6 @@ class DeliveryWorker:
             result = await self._provider.send(msg.id, msg.phone, msg.text, until_end_s)
         finally:
             metrics.IN_FLIGHT.dec()
-        metrics.PROVIDER_CALLS.labels(result.outcome).inc()
-        metrics.PROVIDER_LATENCY.labels(result.outcome).observe(result.latency_ms / 1000)
+        metrics.PROVIDER_CALLS.labels(result.metric_label).inc()
+        metrics.PROVIDER_LATENCY.labels(result.metric_label).observe(result.latency_ms / 1000)
         return result
