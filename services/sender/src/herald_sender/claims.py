@@ -26,7 +26,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from herald_common.models import TZ, Client, Mailing, Message
-from herald_common.rules.delivery import Action, Decision, MessageSnapshot, plan_delivery
+from herald_common.rules.delivery import (
+    STATUS_OF,
+    Action,
+    Decision,
+    MessageSnapshot,
+    plan_delivery,
+)
 from herald_common.rules.windows import SendWindow
 from herald_common.statuses import MessageStatus
 from herald_common.tables import client, mailing
@@ -56,15 +62,6 @@ class Settled:
     client_id: int
     decision: Decision
 
-
-STATUS_OF = {
-    Action.CANCEL: MessageStatus.CANCELLED,
-    Action.EXPIRE: MessageStatus.EXPIRED,
-    Action.FAIL: MessageStatus.FAILED,
-    Action.DEFER: MessageStatus.DEFERRED,
-    Action.SEND: MessageStatus.SENDING,
-    Action.PAUSE: MessageStatus.PAUSED,
-}
 
 _SELECT = (
     select(

@@ -6,6 +6,9 @@
   and an optional global rate limit (``HERALD_RATE_LIMIT_PER_S``) is enforced as a GCRA over
   one row, so replicas together never exceed it.
 
+What each reply means (which one counts as what, which one pauses) is ``rules/outcomes.py``'s
+to say; the gate carries it out.
+
 Waiting happens before messages are claimed, so nothing claimed waits here; messages claimed
 just before the gate closed are postponed without spending an attempt.
 """
@@ -23,12 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.clock import DatabaseClock
 from herald_common.rules.breaker import CallKind, CircuitBreaker, CircuitState
+from herald_common.rules.outcomes import BREAKER_KINDS, Postponement, Reply
 from herald_sender import metrics
 from herald_sender.provider import CallResult
 
 log = structlog.get_logger()
 
-THROTTLE = "provider"
+THROTTLE_ROW = "provider"  # provider_throttle.name
 REFRESH_S = 1.0
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_NAP_S = 1.0
@@ -40,17 +44,6 @@ PAUSE_SLACK_S = 1.0
 class Admission:
     count: int
     probe: bool
-
-
-def kind_of(result: CallResult) -> CallKind | None:
-    """How a call counts for the breaker; None for a 429 (alive, but asking us to slow down)."""
-    if result.http_status in (401, 403):
-        return CallKind.AUTH
-    if result.http_status == 429:
-        return None
-    if result.outcome in ("sent", "permanent"):
-        return CallKind.SUCCESS
-    return CallKind.FAILURE
 
 
 class ProviderGate:
@@ -114,13 +107,20 @@ class ProviderGate:
             return 0.0
         return max(self._breaker.open_until - time.monotonic(), self._breaker.base_cooldown_s)
 
-    async def after_call(self, result: CallResult, probe: bool) -> None:
-        kind = kind_of(result)
-        if kind is None:
+    def blocked_by(self) -> Postponement:
+        """What ``blocked_for_s`` holds calls back for: the open circuit, or the shared pause."""
+        if self._breaker.state != CircuitState.CLOSED:
+            return Postponement.CIRCUIT_OPEN
+        return Postponement.THROTTLED
+
+    async def after_call(self, reply: Reply, result: CallResult, probe: bool) -> None:
+        """Pause every replica when the provider asks to be left alone, else count the call."""
+        if reply is Reply.THROTTLED:
             await self.pause_all(result.judgement.retry_after_s or DEFAULT_RETRY_AFTER_S)
             if probe:
                 self._breaker.cancel_probe()
             return
+        kind = BREAKER_KINDS[reply]
         opened = self._breaker.record(time.monotonic(), kind, probe)
         self._publish_state()
         if opened:
@@ -160,7 +160,7 @@ class ProviderGate:
                             RETURNING extract(epoch FROM paused_until)
                             """
                         ),
-                        {"s": seconds, "name": THROTTLE},
+                        {"s": seconds, "name": THROTTLE_ROW},
                     )
             except SQLAlchemyError as error:
                 until = wanted
@@ -178,7 +178,7 @@ class ProviderGate:
                     "SELECT extract(epoch FROM paused_until) FROM provider_throttle "
                     "WHERE name = :name"
                 ),
-                {"name": THROTTLE},
+                {"name": THROTTLE_ROW},
             )
         self._paused_until = float(until or 0)
 
@@ -194,7 +194,7 @@ class ProviderGate:
                     RETURNING extract(epoch FROM tat - now())
                     """
                 ),
-                {"cost": count / self._rate, "name": THROTTLE},
+                {"cost": count / self._rate, "name": THROTTLE_ROW},
             )
         # Conforming while the theoretical arrival time stays within one burst of now.
         return max(float(ahead or 0) - self._burst_s, 0.0)
