@@ -11,12 +11,15 @@ import asyncio
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Integer, String, Text, bindparam, column, func, null, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Outgoing, Publisher
+from herald_common.models import TZ, Message
 from herald_common.outbox import add_to_outbox, publish_written
 from herald_common.rules.outcomes import Outcome
+from herald_common.tables import message
 from herald_sender import metrics
 
 log = structlog.get_logger()
@@ -33,19 +36,45 @@ class _Queued:
     done: asyncio.Future[bool]
 
 
-_UPDATE = text(
-    """
-    UPDATE message m SET
-        status = v.status, attempts = v.attempts, last_error = v.error, sent_at = v.sent_at,
-        next_attempt_at = v.next_attempt_at, lease_until = NULL, updated_at = now()
-    FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:fences AS int[]), CAST(:statuses AS varchar[]),
-        CAST(:attempts AS int[]), CAST(:errors AS text[]), CAST(:sent AS timestamptz[]),
-        CAST(:nexts AS timestamptz[])
-    ) AS v(id, fence, status, attempts, error, sent_at, next_attempt_at)
-    WHERE m.id = v.id AND m.attempts = v.fence AND m.status IN ('sending', 'pending')
-    RETURNING m.id
-    """
+# A batch of outcomes in one UPDATE: the columns come in as arrays, one element a message.
+_OUTCOMES = (
+    func.unnest(
+        bindparam("ids", type_=ARRAY(BigInteger)),
+        bindparam("fences", type_=ARRAY(Integer)),
+        bindparam("statuses", type_=ARRAY(String)),
+        bindparam("attempt_counts", type_=ARRAY(Integer)),
+        bindparam("errors", type_=ARRAY(Text)),
+        bindparam("sent", type_=ARRAY(TZ)),
+        bindparam("nexts", type_=ARRAY(TZ)),
+    )
+    .table_valued(
+        column("id", BigInteger),
+        column("fence", Integer),
+        column("status", String),
+        column("attempts", Integer),
+        column("error", Text),
+        column("sent_at", TZ),
+        column("next_attempt_at", TZ),
+    )
+    .render_derived(name="v")
+)
+_UPDATE = (
+    update(Message)
+    .where(
+        Message.id == _OUTCOMES.c.id,
+        Message.attempts == _OUTCOMES.c.fence,
+        message.awaits_outcome(),
+    )
+    .values(
+        status=_OUTCOMES.c.status,
+        attempts=_OUTCOMES.c.attempts,
+        last_error=_OUTCOMES.c.error,
+        sent_at=_OUTCOMES.c.sent_at,
+        next_attempt_at=_OUTCOMES.c.next_attempt_at,
+        lease_until=null(),
+        updated_at=func.now(),
+    )
+    .returning(Message.id)
 )
 
 
@@ -128,13 +157,13 @@ class Recorder:
                     "ids": [q.message_id for q in batch],
                     "fences": [q.claimed_attempts for q in batch],
                     "statuses": [q.outcome.status.value for q in batch],
-                    "attempts": [q.outcome.attempts for q in batch],
+                    "attempt_counts": [q.outcome.attempts for q in batch],
                     "errors": [q.outcome.error for q in batch],
                     "sent": [q.outcome.sent_at for q in batch],
                     "nexts": [q.outcome.next_attempt_at for q in batch],
                 },
             )
-            applied = {row[0] for row in rows}
+            applied = set(rows.scalars())
             retries = [q.retry for q in batch if q.retry is not None and q.message_id in applied]
             outbox_ids = await add_to_outbox(conn, retries)
         return applied, outbox_ids, retries

@@ -33,6 +33,13 @@ def is_idle() -> ColumnElement[bool]:
     return Message.status.in_(IDLE)
 
 
+def awaits_outcome() -> ColumnElement[bool]:
+    """A provider call's outcome may still be written: the message is ``sending``, or back
+    to ``pending`` because the lease ran out meanwhile (its ``attempts`` fence then tells
+    whether another sender has claimed it since)."""
+    return Message.status.in_([MessageStatus.SENDING, MessageStatus.PENDING])
+
+
 async def move(
     db: AsyncConnection | AsyncSession,
     which: ColumnElement[bool],
