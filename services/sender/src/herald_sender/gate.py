@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.clock import DatabaseClock
+from herald_common.models import ProviderThrottle
 from herald_common.rules.breaker import CallKind, CircuitBreaker, CircuitState
 from herald_common.rules.outcomes import BREAKER_KINDS, Postponement, Reply
 from herald_sender import metrics
@@ -33,6 +35,7 @@ from herald_sender.provider import CallResult
 log = structlog.get_logger()
 
 THROTTLE_ROW = "provider"  # provider_throttle.name
+_THE_ROW = ProviderThrottle.name == THROTTLE_ROW
 REFRESH_S = 1.0
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_NAP_S = 1.0
@@ -152,15 +155,15 @@ class ProviderGate:
             try:
                 async with self._engine.begin() as conn:
                     until = await conn.scalar(
-                        text(
-                            """
-                            UPDATE provider_throttle SET paused_until = greatest(
-                                coalesce(paused_until, now()), now() + make_interval(secs => :s))
-                            WHERE name = :name
-                            RETURNING extract(epoch FROM paused_until)
-                            """
-                        ),
-                        {"s": seconds, "name": THROTTLE_ROW},
+                        update(ProviderThrottle)
+                        .where(_THE_ROW)
+                        .values(
+                            paused_until=func.greatest(
+                                func.coalesce(ProviderThrottle.paused_until, func.now()),
+                                func.now() + timedelta(seconds=seconds),
+                            )
+                        )
+                        .returning(func.extract("epoch", ProviderThrottle.paused_until))
                     )
             except SQLAlchemyError as error:
                 until = wanted
@@ -174,11 +177,7 @@ class ProviderGate:
         self._refreshed_at = now
         async with self._engine.connect() as conn:
             until = await conn.scalar(
-                text(
-                    "SELECT extract(epoch FROM paused_until) FROM provider_throttle "
-                    "WHERE name = :name"
-                ),
-                {"name": THROTTLE_ROW},
+                select(func.extract("epoch", ProviderThrottle.paused_until)).where(_THE_ROW)
             )
         self._paused_until = float(until or 0)
 
@@ -186,15 +185,13 @@ class ProviderGate:
         """GCRA over the shared row: seconds to wait before ``count`` calls may start."""
         async with self._engine.begin() as conn:
             ahead = await conn.scalar(
-                text(
-                    """
-                    UPDATE provider_throttle
-                    SET tat = greatest(tat, now()) + make_interval(secs => :cost)
-                    WHERE name = :name
-                    RETURNING extract(epoch FROM tat - now())
-                    """
-                ),
-                {"cost": count / self._rate, "name": THROTTLE_ROW},
+                update(ProviderThrottle)
+                .where(_THE_ROW)
+                .values(
+                    tat=func.greatest(ProviderThrottle.tat, func.now())
+                    + timedelta(seconds=count / self._rate)
+                )
+                .returning(func.extract("epoch", ProviderThrottle.tat - func.now()))
             )
         # Conforming while the theoretical arrival time stays within one burst of now.
         return max(float(ahead or 0) - self._burst_s, 0.0)
