@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from herald_common.models import Mailing
 from herald_common.statuses import MailingState
@@ -31,6 +31,15 @@ CASES = [
 ]
 
 
+async def insert_mailings(conn: AsyncConnection, rows: list[dict[str, object]]) -> list[int]:
+    """One mailing per row (times as given), their ids in the rows' order."""
+    inserted = await conn.execute(
+        insert(Mailing).returning(Mailing.id, sort_by_parameter_order=True),
+        [{"text": "hello", **row} for row in rows],
+    )
+    return list(inserted.scalars())
+
+
 @pytest.mark.parametrize(("starts_at", "ends_at", "finished_at", "paused_at", "expected"), CASES)
 def test_state_of_one_mailing(
     starts_at: datetime,
@@ -47,22 +56,17 @@ async def test_in_state_selects_exactly_the_mailings_state_puts_there(
 ) -> None:
     cases = [case.values for case in CASES]
     async with clean_engine.begin() as conn:
-        ids = list(
-            (
-                await conn.execute(
-                    insert(Mailing).returning(Mailing.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "starts_at": starts_at,
-                            "ends_at": ends_at,
-                            "finished_at": finished_at,
-                            "paused_at": paused_at,
-                            "text": "hello",
-                        }
-                        for starts_at, ends_at, finished_at, paused_at, _ in cases
-                    ],
-                )
-            ).scalars()
+        ids = await insert_mailings(
+            conn,
+            [
+                {
+                    "starts_at": starts_at,
+                    "ends_at": ends_at,
+                    "finished_at": finished_at,
+                    "paused_at": paused_at,
+                }
+                for starts_at, ends_at, finished_at, paused_at, _ in cases
+            ],
         )
         expected = {
             state: {mid for mid, case in zip(ids, cases, strict=True) if case[4] == state}
@@ -103,21 +107,12 @@ async def test_was_active_between_selects_the_mailings_of_a_window_deleted_ones_
 ) -> None:
     cases = [case.values for case in WINDOW_CASES]
     async with clean_engine.begin() as conn:
-        ids = list(
-            (
-                await conn.execute(
-                    insert(Mailing).returning(Mailing.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "starts_at": starts_at,
-                            "ends_at": ends_at,
-                            "deleted_at": deleted_at,
-                            "text": "hello",
-                        }
-                        for starts_at, ends_at, deleted_at, _ in cases
-                    ],
-                )
-            ).scalars()
+        ids = await insert_mailings(
+            conn,
+            [
+                {"starts_at": starts_at, "ends_at": ends_at, "deleted_at": deleted_at}
+                for starts_at, ends_at, deleted_at, _ in cases
+            ],
         )
         found = await conn.execute(select(Mailing.id).where(mailing.was_active_between(START, END)))
         names = {mid: case.id for mid, case in zip(ids, WINDOW_CASES, strict=True)}

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from sqlalchemy import (
     BigInteger,
     Interval,
-    Result,
+    Select,
     and_,
     delete,
     func,
@@ -203,26 +203,26 @@ async def advance_fan_out(conn: AsyncConnection, due: DueMailing, step: FanOutSt
         )
 
 
-def _requeued(rows: Result[int, int]) -> list[Requeued]:
+async def _requeue(conn: AsyncConnection, chosen: Select[int], **values: object) -> list[Requeued]:
+    """The ``chosen`` messages (locked, SKIP LOCKED) go back to ``pending``."""
+    rows = await conn.execute(
+        update(Message)
+        .where(Message.id.in_(chosen.with_for_update(skip_locked=True).scalar_subquery()))
+        .values(status=MessageStatus.PENDING, updated_at=NOW, **values)
+        .returning(Message.id, Message.mailing_id)
+    )
     return [Requeued(row.id, row.mailing_id) for row in rows]
 
 
 async def requeue_deferred(conn: AsyncConnection, limit: int) -> list[Requeued]:
     """Deferred messages whose window has opened go back to ``pending``."""
-    due = (
+    opened = (
         select(Message.id)
         .where(Message.status == MessageStatus.DEFERRED, Message.next_attempt_at <= NOW)
         .order_by(Message.next_attempt_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    rows = await conn.execute(
-        update(Message)
-        .where(Message.id.in_(due.scalar_subquery()))
-        .values(status=MessageStatus.PENDING, next_attempt_at=None, updated_at=NOW)
-        .returning(Message.id, Message.mailing_id)
-    )
-    return _requeued(rows)
+    return await _requeue(conn, opened, next_attempt_at=None)
 
 
 async def recover_expired_leases(conn: AsyncConnection, limit: int) -> list[Requeued]:
@@ -235,20 +235,13 @@ async def recover_expired_leases(conn: AsyncConnection, limit: int) -> list[Requ
         .where(Message.status == MessageStatus.SENDING, Message.lease_until < NOW)
         .order_by(Message.lease_until)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    rows = await conn.execute(
-        update(Message)
-        .where(Message.id.in_(orphaned.scalar_subquery()))
-        .values(
-            status=MessageStatus.PENDING,
-            lease_until=None,
-            updated_at=NOW,
-            last_error="the sender handling it stopped; sending again",
-        )
-        .returning(Message.id, Message.mailing_id)
+    return await _requeue(
+        conn,
+        orphaned,
+        lease_until=None,
+        last_error="the sender handling it stopped; sending again",
     )
-    return _requeued(rows)
 
 
 async def requeue_lost_jobs(
@@ -278,12 +271,10 @@ async def requeue_lost_jobs(
     pending_stale = and_(
         Message.status == MessageStatus.PENDING, Message.updated_at < NOW - stale_after
     )
+    retry_delay = (Message.next_attempt_at - Message.updated_at).self_group()
     retry_lost = and_(
         Message.status == MessageStatus.RETRYING,
-        Message.next_attempt_at
-        < NOW
-        - stale_after
-        - (Message.next_attempt_at - Message.updated_at).op("/", return_type=Interval)(3),
+        Message.next_attempt_at < NOW - stale_after - retry_delay.op("/", return_type=Interval)(3),
     )
     lost = (
         select(Message.id)
@@ -293,15 +284,8 @@ async def requeue_lost_jobs(
             or_(pending_stale, retry_lost),
         )
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    rows = await conn.execute(
-        update(Message)
-        .where(Message.id.in_(lost.scalar_subquery()))
-        .values(status=MessageStatus.PENDING, next_attempt_at=None, updated_at=NOW)
-        .returning(Message.id, Message.mailing_id)
-    )
-    return _requeued(rows)
+    return await _requeue(conn, lost, next_attempt_at=None)
 
 
 async def expire_ended(conn: AsyncConnection, limit: int) -> int:

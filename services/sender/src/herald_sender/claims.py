@@ -17,7 +17,6 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
-    column,
     func,
     select,
     update,
@@ -25,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from herald_common.db import array_rows
 from herald_common.models import TZ, Client, Mailing, Message
 from herald_common.rules.delivery import (
     STATUS_OF,
@@ -89,24 +89,14 @@ _SELECT = (
 )
 
 # Every decision of a job in one UPDATE: the columns come in as arrays, one element a message.
-_DECIDED = (
-    func.unnest(
-        bindparam("ids", type_=ARRAY(BigInteger)),
-        bindparam("statuses", type_=ARRAY(String)),
-        bindparam("increments", type_=ARRAY(Integer)),
-        bindparam("leases", type_=ARRAY(TZ)),
-        bindparam("nexts", type_=ARRAY(TZ)),
-        bindparam("reasons", type_=ARRAY(Text)),
-    )
-    .table_valued(
-        column("id", BigInteger),
-        column("status", String),
-        column("increment", Integer),
-        column("lease_until", TZ),
-        column("next_attempt_at", TZ),
-        column("reason", Text),
-    )
-    .render_derived(name="v")
+_DECIDED = array_rows(
+    "v",
+    id=("ids", BigInteger()),
+    status=("statuses", String()),
+    increment=("increments", Integer()),
+    lease_until=("leases", TZ),
+    next_attempt_at=("nexts", TZ),
+    reason=("reasons", Text()),
 )
 _APPLY = (
     update(Message)

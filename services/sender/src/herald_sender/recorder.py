@@ -11,11 +11,11 @@ import asyncio
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import BigInteger, Integer, String, Text, bindparam, column, func, null, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger, Integer, String, Text, func, null, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Outgoing, Publisher
+from herald_common.db import array_rows
 from herald_common.models import TZ, Message
 from herald_common.outbox import add_to_outbox, publish_written
 from herald_common.rules.outcomes import Outcome
@@ -37,26 +37,15 @@ class _Queued:
 
 
 # A batch of outcomes in one UPDATE: the columns come in as arrays, one element a message.
-_OUTCOMES = (
-    func.unnest(
-        bindparam("ids", type_=ARRAY(BigInteger)),
-        bindparam("fences", type_=ARRAY(Integer)),
-        bindparam("statuses", type_=ARRAY(String)),
-        bindparam("attempt_counts", type_=ARRAY(Integer)),
-        bindparam("errors", type_=ARRAY(Text)),
-        bindparam("sent", type_=ARRAY(TZ)),
-        bindparam("nexts", type_=ARRAY(TZ)),
-    )
-    .table_valued(
-        column("id", BigInteger),
-        column("fence", Integer),
-        column("status", String),
-        column("attempts", Integer),
-        column("error", Text),
-        column("sent_at", TZ),
-        column("next_attempt_at", TZ),
-    )
-    .render_derived(name="v")
+_OUTCOMES = array_rows(
+    "v",
+    id=("ids", BigInteger()),
+    fence=("fences", Integer()),
+    status=("statuses", String()),
+    attempts=("attempt_counts", Integer()),
+    error=("errors", Text()),
+    sent_at=("sent", TZ),
+    next_attempt_at=("nexts", TZ),
 )
 _UPDATE = (
     update(Message)
