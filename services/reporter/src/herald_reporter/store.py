@@ -16,7 +16,6 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Text,
-    bindparam,
     case,
     cast,
     func,
@@ -26,9 +25,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from herald_common.db import array_rows
 from herald_common.models import REPORT_OWED_PREDICATE, TZ, DailyReport
 from herald_common.rules.reports import ReportDay
 from herald_common.statuses import ReportStatus
@@ -60,14 +60,11 @@ async def record_days(conn: AsyncConnection, days: Sequence[ReportDay]) -> list[
     if not days:
         return []
     # One array parameter per column: any number of days is one statement shape.
-    planned = (
-        func.unnest(
-            bindparam(None, [d.day for d in days], type_=ARRAY(Date)),
-            bindparam(None, [d.window_start_at for d in days], type_=ARRAY(TZ)),
-            bindparam(None, [d.window_end_at for d in days], type_=ARRAY(TZ)),
-        )
-        .table_valued("report_day", "window_start_at", "window_end_at")
-        .render_derived("planned")
+    planned = array_rows(
+        "planned",
+        report_day=("days", Date()),
+        window_start_at=("starts", TZ),
+        window_end_at=("ends", TZ),
     )
     rows = await conn.execute(
         insert(DailyReport)
@@ -76,7 +73,12 @@ async def record_days(conn: AsyncConnection, days: Sequence[ReportDay]) -> list[
             select(planned.c.report_day, planned.c.window_start_at, planned.c.window_end_at),
         )
         .on_conflict_do_nothing(index_elements=[DailyReport.report_day])
-        .returning(DailyReport.report_day)
+        .returning(DailyReport.report_day),
+        {
+            "days": [d.day for d in days],
+            "starts": [d.window_start_at for d in days],
+            "ends": [d.window_end_at for d in days],
+        },
     )
     return sorted(rows.scalars())
 
