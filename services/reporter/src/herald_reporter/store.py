@@ -122,10 +122,10 @@ async def claim_next(
                 message_id=func.coalesce(DailyReport.message_id, new_message_id),
             )
             .returning(
-                DailyReport.report_day,
+                DailyReport.report_day.label("day"),
                 DailyReport.window_start_at,
                 DailyReport.window_end_at,
-                DailyReport.attempts,
+                DailyReport.attempts.label("attempt"),
                 DailyReport.message_id,
                 case(
                     (owed.c.previous_claim.is_(None), null()),
@@ -134,16 +134,7 @@ async def claim_next(
             )
         )
     ).first()
-    if row is None:
-        return None
-    return Claim(
-        day=row.report_day,
-        window_start_at=row.window_start_at,
-        window_end_at=row.window_end_at,
-        attempt=row.attempts,
-        message_id=row.message_id,
-        previous_owner=row.previous_owner,
-    )
+    return None if row is None else Claim(**row._mapping)
 
 
 async def mark_sent(conn: AsyncConnection, day: date, now: datetime, recipients: int) -> bool:

@@ -97,9 +97,9 @@ async def lock_due_mailing(
             Mailing.id,
             Mailing.starts_at,
             Mailing.fanout_cursor,
-            Mailing.filter_operator_codes,
-            Mailing.filter_tags,
-            Mailing.started_at,
+            Mailing.filter_operator_codes.label("operator_codes"),
+            Mailing.filter_tags.label("tags"),
+            Mailing.started_at.is_not(None).label("started"),
         )
         .where(mailing.is_due(NOW))
         .order_by(Mailing.starts_at, Mailing.id)
@@ -109,16 +109,7 @@ async def lock_due_mailing(
     if held_back:
         query = query.where(Mailing.id.not_in(list(held_back)))
     row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    return DueMailing(
-        id=row.id,
-        starts_at=row.starts_at,
-        fanout_cursor=row.fanout_cursor,
-        operator_codes=list(row.filter_operator_codes),
-        tags=list(row.filter_tags),
-        started=row.started_at is not None,
-    )
+    return None if row is None else DueMailing(**row._mapping)
 
 
 async def plan_fan_out_step(
