@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import random
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 LOCALHOST = "127.0.0.1"
 
@@ -102,41 +101,9 @@ def wait_for_ports_free(ports: list[int], host: str = LOCALHOST, timeout: float 
         time.sleep(0.1)
 
 
-def basic_auth_header(username: str, password: str) -> str:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return f"Basic {token}"
-
-
-def http_status(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> int | None:
+def http_status(url: str, timeout: float = 2.0) -> int | None:
     """The HTTP status of a GET, or None when nothing answered."""
-    request = urllib.request.Request(url, method="GET")
-    if auth is not None:
-        request.add_header("Authorization", basic_auth_header(*auth))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
+        return httpx.get(url, timeout=timeout, follow_redirects=True).status_code
+    except httpx.HTTPError:
         return None
-
-
-def wait_http_ok(
-    url: str,
-    timeout: float = 30.0,
-    alive: Callable[[], bool] | None = None,
-    auth: tuple[str, str] | None = None,
-) -> bool:
-    """Poll until GET `url` answers 2xx; False on timeout or when `alive()` turns false."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = http_status(
-            url, timeout=min(2.0, max(0.1, deadline - time.monotonic())), auth=auth
-        )
-        if status is not None and 200 <= status < 300:
-            return True
-        if alive is not None and not alive():
-            return False
-        time.sleep(0.1)
-    return False
