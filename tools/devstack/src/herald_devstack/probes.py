@@ -1,4 +1,4 @@
-"""Port and HTTP probes: free ports, waiting for listeners and for healthy endpoints."""
+"""Port and HTTP probes: free ports, waiting for listeners, the HTTP status of a URL."""
 
 from __future__ import annotations
 
