@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import time
@@ -101,9 +102,17 @@ def wait_for_ports_free(ports: list[int], host: str = LOCALHOST, timeout: float 
         time.sleep(0.1)
 
 
+@functools.cache
+def http_client() -> httpx.Client:
+    """The one client of every probe and management API call: building one builds an SSL
+    context (some 25 ms), too slow for loops that poll every 0.1 s. Without keep-alive each
+    request has a connection of its own, never one left open to a server restarted since."""
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     """The HTTP status of a GET, or None when nothing answered."""
     try:
-        return httpx.get(url, timeout=timeout, follow_redirects=True).status_code
+        return http_client().get(url, timeout=timeout, follow_redirects=True).status_code
     except httpx.HTTPError:
         return None

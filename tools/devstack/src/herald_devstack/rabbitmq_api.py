@@ -8,6 +8,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from herald_devstack.errors import DevstackError
+from herald_devstack.probes import http_client
 
 
 def amqp_url(host: str, port: int, username: str, password: str, vhost: str = "/") -> str:
@@ -46,7 +47,7 @@ class ManagementClient:
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(status, decoded JSON body or None). HTTP errors are returned, not raised."""
         try:
-            response = httpx.request(
+            response = http_client().request(
                 method,
                 self.base_url + path,
                 json=body,

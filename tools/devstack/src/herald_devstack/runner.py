@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import httpx
-
 from herald_devstack.banner import render_banner
 from herald_devstack.console import Console
 from herald_devstack.errors import DevstackError
 from herald_devstack.plan import StackPlan, plan_services
 from herald_devstack.postgres import PostgresServer
+from herald_devstack.probes import http_client
 from herald_devstack.processes import (
     MARKER_ENV,
     ManagedProcess,
@@ -221,7 +220,7 @@ class Runner:
         assert self.identity_provider is not None
         url = self.plan.identity_provider_url
         self.identity_provider.wait_http_ok(f"{url}/.well-known/openid-configuration", timeout=30)
-        answer = httpx.put(
+        answer = http_client().put(
             f"{url}/users/{DEV_ADMIN_EMAIL}",
             json={"email": DEV_ADMIN_EMAIL, "email_verified": True, "name": "Herald admin"},
             timeout=10,
