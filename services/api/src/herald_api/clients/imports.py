@@ -1,8 +1,9 @@
 """Bulk import input: a streamed CSV or NDJSON body turned into COPY text, row by row.
 
-Rows are checked with exactly the rules of ``ClientCreate``: a fast path covers valid rows, and
-any row it refuses is run through ``ClientCreate`` itself, so the reasons are the API's own.
-Nothing here touches the database; ``service.import_clients`` writes what this yields.
+Each format only reads its rows into one shape (``Record``); all of them are then checked
+with exactly the rules of ``ClientCreate``: one fast path covers valid rows, and any row it
+refuses is run through ``ClientCreate`` itself, so the reasons are the API's own. Nothing here
+touches the database; ``service.import_clients`` writes what this yields.
 """
 
 from __future__ import annotations
@@ -341,51 +342,50 @@ class CsvRows(ClientRows):
         base = self._lines_done
         done = 0  # lines of ``lines`` read as whole records
         rows = 0
-        try:
-            while True:
-                try:
-                    if self._columns is None:
-                        header = next(reader, None)
-                        if header is None:
-                            break
-                        self._columns = self._read_header(header, base + done + 1)
-                        done = reader.line_num
-                    columns = self._columns
-                    width = len(columns)
-                    i_phone = columns["phone"]
-                    i_timezone = columns["timezone"]
-                    i_tag = columns.get("tag", -1)
-                    i_code = columns.get("operator_code", -1)
-                    for row in reader:
-                        line = base + done + 1
-                        done = reader.line_num
-                        if not row:
-                            continue  # a blank line
-                        rows += 1
-                        if len(row) != width:
-                            reason = f"{len(row)} fields where the header has {width}"
-                            self.errors.add(line, None, reason)
-                            continue
-                        yield (
-                            line,
-                            row[i_phone],
-                            row[i_timezone],
-                            row[i_tag] if i_tag >= 0 else "",
-                            # An empty cell means "the default", as an absent column does.
-                            (row[i_code] or None) if i_code >= 0 else None,
-                            "",
-                        )
-                    break
-                except csv.Error as error:
-                    if reader.line_num == len(lines) and not final:
-                        break  # the block ends inside a quoted field: read it with the next one
-                    self.errors.add(base + done + 1, None, f"malformed CSV: {error}")
-                    if self._columns is None:
-                        raise self.errors.refuse() from None
-                    rows += 1
+        while True:
+            try:
+                if self._columns is None:
+                    header = next(reader, None)
+                    if header is None:
+                        break
+                    self._columns = self._read_header(header, base + done + 1)
                     done = reader.line_num
-        finally:
-            self.rows += rows
+                columns = self._columns
+                width = len(columns)
+                i_phone = columns["phone"]
+                i_timezone = columns["timezone"]
+                i_tag = columns.get("tag", -1)
+                i_code = columns.get("operator_code", -1)
+                for row in reader:
+                    line = base + done + 1
+                    done = reader.line_num
+                    if not row:
+                        continue  # a blank line
+                    rows += 1
+                    if len(row) != width:
+                        self.errors.add(
+                            line, None, f"{len(row)} fields where the header has {width}"
+                        )
+                        continue
+                    yield (
+                        line,
+                        row[i_phone],
+                        row[i_timezone],
+                        row[i_tag] if i_tag >= 0 else "",
+                        # An empty cell means "the default", as an absent column does.
+                        (row[i_code] or None) if i_code >= 0 else None,
+                        "",
+                    )
+                break
+            except csv.Error as error:
+                if reader.line_num == len(lines) and not final:
+                    break  # the block ends inside a quoted field: read it with the next one
+                self.errors.add(base + done + 1, None, f"malformed CSV: {error}")
+                if self._columns is None:
+                    raise self.errors.refuse() from None
+                rows += 1
+                done = reader.line_num
+        self.rows += rows
         self._pending = "".join(lines[done:])
         self._lines_done = base + done
 
@@ -431,32 +431,30 @@ class NdjsonRows(ClientRows):
             lines.pop()
         loads = orjson.loads
         rows = 0
-        try:
-            for line, raw in enumerate(lines, start=self._lines_done + 1):
-                try:
-                    obj = loads(raw)
-                except orjson.JSONDecodeError:
-                    if not raw or raw.isspace():
-                        continue  # a blank line
-                    obj = None
-                rows += 1
-                if type(obj) is dict and obj.keys() <= _JSON_KEYS:
-                    phone = obj.get("phone")
-                    timezone = obj.get("timezone")
-                    tag = obj.get("tag", "")
-                    code = obj.get("operator_code")
-                    if (
-                        type(phone) is str
-                        and type(timezone) is str
-                        and type(tag) is str
-                        and (code is None or type(code) is str)
-                    ):
-                        yield line, phone, timezone, tag, code, raw
-                        continue
-                # Not an object of strings: no phone for the fast path, the line for the slow.
-                yield line, "", "", "", None, raw
-        finally:
-            self.rows += rows
+        for line, raw in enumerate(lines, start=self._lines_done + 1):
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError:
+                if not raw or raw.isspace():
+                    continue  # a blank line
+                obj = None
+            rows += 1
+            if type(obj) is dict and obj.keys() <= _JSON_KEYS:
+                phone = obj.get("phone")
+                timezone = obj.get("timezone")
+                tag = obj.get("tag", "")
+                code = obj.get("operator_code")
+                if (
+                    type(phone) is str
+                    and type(timezone) is str
+                    and type(tag) is str
+                    and (code is None or type(code) is str)
+                ):
+                    yield line, phone, timezone, tag, code, raw
+                    continue
+            # Not an object of strings: no phone for the fast path, the line for ClientCreate.
+            yield line, "", "", "", None, raw
+        self.rows += rows
         self._lines_done += len(lines)
 
     def client_input(self, record: Record) -> str:
