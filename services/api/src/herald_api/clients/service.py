@@ -1,31 +1,50 @@
-"""Client use cases; they flush, the request's unit of work commits."""
+"""Client use cases: they flush, the request's unit of work commits, and each registers
+its own log line (and metric) to be written once committed, for the REST API and the admin
+UI alike.
+
+A use case registers its after-commit work last, once nothing more can fail: the admin UI
+runs some in a savepoint, whose rollback the unit of work does not see.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald_api.clients.imports import MAX_REPORTED, ClientRows, OnDuplicate, PhonesExist
+from herald_api.clients.imports import (
+    MAX_REPORTED,
+    ClientRows,
+    ImportFormat,
+    OnDuplicate,
+    PhonesExist,
+    read_rows,
+)
 from herald_api.clients.schemas import ClientCreate, ClientImportResult, ClientUpdate
+from herald_api.deps import UnitOfWork
 from herald_api.messages import move_messages
 from herald_common.errors import DuplicatePhone, NotFound
+from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.models import Client, Message
 from herald_common.rules.audience import default_operator_code
 from herald_common.statuses import IDLE_STATUSES, MessageStatus
 
+log = structlog.get_logger()
 
-async def get_client(session: AsyncSession, client_id: int, *, lock: bool = False) -> Client:
+
+async def get_client(uow: UnitOfWork, client_id: int, *, lock: bool = False) -> Client:
     query = select(Client).where(Client.id == client_id, Client.deleted_at.is_(None))
     if lock:
         # NO KEY UPDATE: the id never changes, and this lock must not wait for (or hold up)
         # the foreign-key checks of messages being inserted for this client meanwhile.
         query = query.with_for_update(key_share=True)
-    client = await session.scalar(query)
+    client = await uow.session.scalar(query)
     if client is None:
         raise NotFound("client", client_id)
     return client
@@ -49,7 +68,8 @@ async def _flush(session: AsyncSession, phone: str) -> None:
         raise
 
 
-async def create_client(session: AsyncSession, data: ClientCreate) -> Client:
+async def create_client(uow: UnitOfWork, data: ClientCreate) -> Client:
+    session = uow.session
     await _ensure_phone_free(session, data.phone, None)
     client = Client(
         phone=data.phone,
@@ -60,11 +80,20 @@ async def create_client(session: AsyncSession, data: ClientCreate) -> Client:
     session.add(client)
     await _flush(session, data.phone)
     await session.refresh(client)
+    # Read now: once committed, the row's attributes are expired.
+    created = {
+        "client_id": client.id,
+        "operator_code": client.operator_code,
+        "tag": client.tag,
+        "timezone": client.timezone,
+    }
+    uow.after_commit(lambda: log.info("client_created", **created))
     return client
 
 
-async def update_client(session: AsyncSession, client_id: int, data: ClientUpdate) -> Client:
-    client = await get_client(session, client_id, lock=True)
+async def update_client(uow: UnitOfWork, client_id: int, data: ClientUpdate) -> Client:
+    session = uow.session
+    client = await get_client(uow, client_id, lock=True)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "phone" in changes and changes["phone"] != client.phone:
         await _ensure_phone_free(session, changes["phone"], client.id)
@@ -81,14 +110,17 @@ async def update_client(session: AsyncSession, client_id: int, data: ClientUpdat
     client.updated_at = func.now()
     await _flush(session, client.phone)
     await session.refresh(client)
+    fields = sorted(data.model_dump(exclude_unset=True))
+    uow.after_commit(lambda: log.info("client_updated", client_id=client_id, fields=fields))
     return client
 
 
-async def delete_client(session: AsyncSession, client_id: int) -> int:
+async def delete_client(uow: UnitOfWork, client_id: int) -> int:
     """Soft delete: history stays; messages not yet in a provider call are cancelled.
 
     Returns how many messages were cancelled."""
-    client = await get_client(session, client_id, lock=True)
+    session = uow.session
+    client = await get_client(uow, client_id, lock=True)
     client.deleted_at = func.now()
     client.updated_at = func.now()
     cancelled = await move_messages(
@@ -100,11 +132,17 @@ async def delete_client(session: AsyncSession, client_id: int) -> int:
         next_attempt_at=None,
     )
     await session.flush()
+
+    def deleted() -> None:
+        MESSAGE_TRANSITIONS.labels(MessageStatus.CANCELLED).inc(cancelled)
+        log.info("client_deleted", client_id=client_id, messages_cancelled=cancelled)
+
+    uow.after_commit(deleted)
     return cancelled
 
 
 async def list_clients(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     limit: int,
     after: int,
@@ -124,7 +162,7 @@ async def list_clients(
         query = query.where(Client.operator_code == operator_code)
     if phone is not None:
         query = query.where(Client.phone == phone)
-    return list((await session.scalars(query)).all())
+    return list((await uow.session.scalars(query)).all())
 
 
 # The import's rows, dropped with the transaction whatever its outcome. Phones as numbers:
@@ -214,11 +252,51 @@ class ImportOutcome:
 
 
 async def import_clients(
+    uow: UnitOfWork,
+    fmt: ImportFormat | None,
+    chunks: AsyncIterable[bytes],
+    on_duplicate: OnDuplicate,
+    *,
+    max_bytes: int,
+    by: str | None = None,
+) -> ClientImportResult:
+    """Import a file of ``fmt`` (told from its first character when None) streamed as
+    ``chunks``, all or nothing; one ``clients_imported`` line once committed (with ``by``,
+    who did it, when given).
+
+    Raises ``ImportRefused`` (``InvalidRows``, ``PhonesExist``, ``ImportTooLarge``): the
+    transaction then rolls back, writing nothing."""
+    started = time.perf_counter()
+    rows = await read_rows(fmt, chunks, max_bytes)
+    outcome = await _merge(uow.session, rows, on_duplicate)
+    fields = {
+        "format": rows.format.name.lower(),
+        "on_duplicate": on_duplicate.value,
+        **outcome.result.model_dump(),
+    }
+    if by is not None:
+        fields["by"] = by
+
+    def imported() -> None:
+        log.info(
+            "clients_imported",
+            **fields,
+            duration_ms=_ms(time.perf_counter() - started),
+            copy_ms=outcome.copy_ms,
+            check_ms=outcome.check_ms,
+            write_ms=outcome.write_ms,
+        )
+
+    uow.after_commit(imported)
+    return outcome.result
+
+
+async def _merge(
     session: AsyncSession, rows: ClientRows, on_duplicate: OnDuplicate
 ) -> ImportOutcome:
     """Stream the valid rows into a temporary table with COPY, then merge it into ``client``
     set-based. Raises ``InvalidRows`` (row errors, phones twice in the file) or
-    ``PhonesExist`` (``reject``); the request's transaction then rolls back, writing nothing.
+    ``PhonesExist`` (``reject``).
 
     ``update`` is an UPDATE of the live clients that differ, then an INSERT of the rest: an
     ``ON CONFLICT DO UPDATE`` would lock (and write) every existing row, even unchanged ones.
