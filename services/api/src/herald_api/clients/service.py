@@ -28,18 +28,19 @@ from herald_api.clients.imports import (
 )
 from herald_api.clients.schemas import ClientCreate, ClientImportResult, ClientUpdate
 from herald_api.deps import UnitOfWork
-from herald_api.messages import move_messages
 from herald_common.errors import DuplicatePhone, NotFound
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.models import Client, Message
 from herald_common.rules.audience import default_operator_code
 from herald_common.statuses import IDLE_STATUSES, MessageStatus
+from herald_common.tables import client as client_table
+from herald_common.tables import message
 
 log = structlog.get_logger()
 
 
 async def get_client(uow: UnitOfWork, client_id: int, *, lock: bool = False) -> Client:
-    query = select(Client).where(Client.id == client_id, Client.deleted_at.is_(None))
+    query = select(Client).where(Client.id == client_id, client_table.is_live())
     if lock:
         # NO KEY UPDATE: the id never changes, and this lock must not wait for (or hold up)
         # the foreign-key checks of messages being inserted for this client meanwhile.
@@ -51,7 +52,7 @@ async def get_client(uow: UnitOfWork, client_id: int, *, lock: bool = False) -> 
 
 
 async def _ensure_phone_free(session: AsyncSession, phone: str, except_id: int | None) -> None:
-    query = select(Client.id).where(Client.phone == phone, Client.deleted_at.is_(None))
+    query = select(Client.id).where(Client.phone == phone, client_table.is_live())
     if except_id is not None:
         query = query.where(Client.id != except_id)
     if await session.scalar(query) is not None:
@@ -123,7 +124,7 @@ async def delete_client(uow: UnitOfWork, client_id: int) -> int:
     client = await get_client(uow, client_id, lock=True)
     client.deleted_at = func.now()
     client.updated_at = func.now()
-    cancelled = await move_messages(
+    cancelled = await message.move(
         session,
         Message.client_id == client_id,
         IDLE_STATUSES,
@@ -152,7 +153,7 @@ async def list_clients(
 ) -> list[Client]:
     query = (
         select(Client)
-        .where(Client.deleted_at.is_(None), Client.id > after)
+        .where(client_table.is_live(), Client.id > after)
         .order_by(Client.id)
         .limit(limit)
     )
