@@ -33,9 +33,11 @@ CASES = [
 
 async def insert_mailings(conn: AsyncConnection, rows: list[dict[str, object]]) -> list[int]:
     """One mailing per row (times as given), their ids in the rows' order."""
+    # One statement for many rows takes the columns of the first: every row gets them all.
+    columns = {name for row in rows for name in row}
     inserted = await conn.execute(
         insert(Mailing).returning(Mailing.id, sort_by_parameter_order=True),
-        [{"text": "hello", **row} for row in rows],
+        [{"text": "hello", **dict.fromkeys(columns), **row} for row in rows],
     )
     return list(inserted.scalars())
 
@@ -78,6 +80,8 @@ async def test_in_state_selects_exactly_the_mailings_state_puts_there(
         # Finished is exactly "has ended"; the others are "open".
         ended = await conn.execute(select(Mailing.id).where(mailing.has_ended(NOW)))
         assert set(ended.scalars()) == expected[MailingState.FINISHED]
+        still_open = await conn.execute(select(Mailing.id).where(mailing.is_open(NOW)))
+        assert set(still_open.scalars()) == set(ids) - expected[MailingState.FINISHED]
         counts = await mailing.count_by_state(conn, NOW)
         assert counts == {state.value: len(expected[state]) for state in MailingState}
 
@@ -118,3 +122,26 @@ async def test_was_active_between_selects_the_mailings_of_a_window_deleted_ones_
         names = {mid: case.id for mid, case in zip(ids, WINDOW_CASES, strict=True)}
         expected = {names[mid] for mid, case in zip(ids, cases, strict=True) if case[3]}
         assert {names[mid] for mid in found.scalars()} == expected
+
+
+async def test_upcoming_and_overdue_mailings(clean_engine: AsyncEngine) -> None:
+    """Upcoming: live, not started, its start ahead. Overdue: its start passed more than the
+    grace ago and the scheduler has not started it (paused and ended ones are not late)."""
+    grace = timedelta(minutes=1)
+    rows: list[dict[str, object]] = [
+        {"starts_at": NOW + H, "ends_at": NOW + 2 * H},  # upcoming
+        {"starts_at": NOW + H, "ends_at": NOW + 2 * H, "deleted_at": NOW},  # deleted
+        {"starts_at": NOW - 2 * grace, "ends_at": NOW + H},  # overdue
+        {"starts_at": NOW - 2 * grace, "ends_at": NOW + H, "started_at": NOW},  # started
+        {"starts_at": NOW - grace / 2, "ends_at": NOW + H},  # within its grace
+        {"starts_at": NOW - 2 * grace, "ends_at": NOW + H, "paused_at": NOW},  # paused
+        {"starts_at": NOW - 2 * H, "ends_at": NOW - H},  # ended
+    ]
+    async with clean_engine.begin() as conn:
+        ids = await insert_mailings(conn, rows)
+        upcoming = await conn.execute(select(Mailing.id).where(mailing.is_upcoming(NOW)))
+        overdue = await conn.execute(
+            select(Mailing.id).where(mailing.is_live(), mailing.is_overdue(NOW, grace))
+        )
+        assert set(upcoming.scalars()) == {ids[0]}
+        assert set(overdue.scalars()) == {ids[2]}

@@ -48,7 +48,7 @@ async def gather_stats(
                 Mailing.text,
                 Mailing.starts_at,
                 Mailing.ends_at,
-                Mailing.deleted_at.is_not(None).label("deleted"),
+                (~mailing.is_live()).label("deleted"),
             )
             .where(mailing.was_active_between(window_start_at, window_end_at))
             .order_by(Mailing.id)

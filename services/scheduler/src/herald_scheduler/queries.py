@@ -39,6 +39,7 @@ from herald_common.models import (
     Message,
 )
 from herald_common.outbox import OutboxBacklog, outbox_backlog
+from herald_common.rules.delivery import CLAIMABLE
 from herald_common.statuses import MessageStatus
 from herald_common.tables import client, mailing, message, message_count
 
@@ -81,6 +82,14 @@ class Requeued(NamedTuple):
 
     message_id: int
     mailing_id: int
+
+
+def by_mailing(requeued: Sequence[Requeued]) -> dict[int, list[int]]:
+    """Mailing id → its message ids (a delivery job holds messages of one mailing)."""
+    grouped: dict[int, list[int]] = {}
+    for one in requeued:
+        grouped.setdefault(one.mailing_id, []).append(one.message_id)
+    return grouped
 
 
 async def lock_due_mailing(
@@ -129,7 +138,7 @@ async def plan_fan_out_step(
     row = (
         await conn.execute(
             select(
-                func.count().label("count"),
+                func.count().label("clients"),
                 func.max(numbered.c.id).label("last"),
                 func.array_agg(aggregate_order_by(numbered.c.id, numbered.c.id))
                 .filter(numbered.c.n % size == 0)
@@ -137,7 +146,7 @@ async def plan_fan_out_step(
             )
         )
     ).one()
-    count, last, bounds = int(row.count), row.last, list(row.bounds or [])
+    count, last, bounds = int(row.clients), row.last, list(row.bounds or [])
     if count == 0:
         return FanOutStep([], None, True)
     if not bounds or bounds[-1] != last:
@@ -271,7 +280,7 @@ async def requeue_lost_jobs(
         select(Message.id)
         .where(
             Message.mailing_id.in_(delivering),
-            Message.status.in_([MessageStatus.PENDING, MessageStatus.RETRYING]),
+            Message.status.in_(sorted(CLAIMABLE)),
             or_(pending_stale, retry_lost),
         )
         .limit(limit)
@@ -322,7 +331,8 @@ async def expire_ended(conn: AsyncConnection, limit: int) -> int:
 
 
 async def finish_settled(conn: AsyncConnection) -> list[int]:
-    """Mark finished the mailings with nothing left to do: ended, deleted, or all settled.
+    """Mark finished the mailings with nothing left to do: ended, deleted or fanned out, and
+    with every message settled (``tables.mailing.may_finish``).
 
     In two statements. The first locks the candidates (``SKIP LOCKED``: a mailing that
     retry-failed, pause or resume holds right now is left for the next round). The second
@@ -368,7 +378,7 @@ async def prune_finished_messages(conn: AsyncConnection, days: int, batch: int) 
         .where(
             Mailing.messages_pruned_at.is_(None),
             Mailing.finished_at < NOW - timedelta(days=days),
-            Mailing.ends_at < NOW,
+            mailing.is_past_end(NOW),
         )
         .order_by(Mailing.finished_at, Mailing.id)
         .limit(1)
@@ -423,7 +433,7 @@ async def overview(conn: AsyncConnection) -> Overview:
         select(func.count()).where(mailing.is_live(), mailing.is_overdue(NOW, OVERDUE_AFTER))
     )
     active = await conn.execute(
-        select(MailingMessageCount.status, func.sum(MailingMessageCount.count))
+        select(MailingMessageCount.status, func.sum(MailingMessageCount.count).label("messages"))
         .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
         .where(Mailing.finished_at.is_(None))
         .group_by(MailingMessageCount.status)
@@ -431,7 +441,7 @@ async def overview(conn: AsyncConnection) -> Overview:
     return Overview(
         mailings=by_state,
         overdue=int(overdue or 0),
-        active_messages={status: int(count) for status, count in active},
+        active_messages={row.status: int(row.messages) for row in active},
         outbox=await outbox_backlog(conn),
     )
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from herald_common.broker import Outgoing, Publisher
 from herald_common.db import with_retries
-from herald_common.jobs import delivery_jobs, group_by_mailing
+from herald_common.jobs import delivery_jobs
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.outbox import add_to_outbox, publish_written, relay_stale
 from herald_common.rules.backoff import pause_after_failures_s
@@ -319,7 +319,7 @@ class Scheduler:
     async def _requeue(self, sweep: Requeue, reason: str) -> int:
         async def step() -> Requeueing:
             async with self._engine.begin() as conn:
-                moved = group_by_mailing(await sweep(conn, self._settings.sweep_batch_size))
+                moved = queries.by_mailing(await sweep(conn, self._settings.sweep_batch_size))
                 jobs: list[Outgoing] = []
                 for mailing_id, ids in moved.items():
                     jobs += delivery_jobs(mailing_id, ids, self._settings.job_size)

@@ -49,7 +49,7 @@ class MessageSnapshot:
 
 CLAIMABLE = frozenset({MessageStatus.PENDING, MessageStatus.RETRYING})
 
-# The status a message is left in by each action that settles it (a skip leaves it as it is).
+# The status each action leaves a message in (a skip leaves it as it is).
 STATUS_OF = {
     Action.CANCEL: MessageStatus.CANCELLED,
     Action.EXPIRE: MessageStatus.EXPIRED,
@@ -68,7 +68,7 @@ def zone(name: str) -> ZoneInfo:
 def check_handoff(
     ends_at: datetime, window: SendWindow | None, timezone: str, now: datetime, guard: timedelta
 ) -> Decision:
-    """The last gate before the HTTP call: the end must not be within ``guard``, the window open.
+    """The last check before the HTTP call: the end must not be within ``guard``, the window open.
 
     ``guard`` covers the time between this check and the request reaching the provider, so that
     nothing arrives there at or after ``ends_at``.

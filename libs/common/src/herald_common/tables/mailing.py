@@ -4,8 +4,9 @@ whether it was active in a window.
 A mailing's state is derived from its timestamps, never stored. ``state`` says it of one row
 in Python; ``in_state`` and the other predicates say it in SQL for queries over many rows.
 Both live here, and tests/tables/test_mailing.py checks on PostgreSQL that they agree case by
-case. ``now`` is a parameter: the API passes the database's clock it read, the scheduler
-``func.now()`` (its transaction's time).
+case. ``now`` is a parameter: the API passes its own clock to show states and the database's (read
+under the row lock) to decide an action, the scheduler ``func.now()`` (its transaction's
+time).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from herald_common.tables import message_count
 Now = datetime | ColumnElement[datetime]
 
 
+def is_past_end_at(now: datetime, ends_at: datetime) -> bool:
+    """Its end has come (``is_past_end`` in SQL): nothing may be sent, paused or retried."""
+    return now >= ends_at
+
+
 def state(
     now: datetime,
     starts_at: datetime,
@@ -30,7 +36,7 @@ def state(
     paused_at: datetime | None = None,
 ) -> MailingState:
     """The state of one mailing at ``now`` (``in_state`` is the same rule in SQL)."""
-    if finished_at is not None or now >= ends_at:
+    if finished_at is not None or is_past_end_at(now, ends_at):
         return MailingState.FINISHED
     if paused_at is not None:
         return MailingState.PAUSED
@@ -70,7 +76,7 @@ def in_state(state: MailingState, now: Now) -> ColumnElement[bool]:
         return has_ended(now)
     if state == MailingState.PAUSED:
         return and_(is_open(now), is_paused())
-    not_paused = and_(is_open(now), Mailing.paused_at.is_(None))
+    not_paused = and_(is_open(now), ~is_paused())
     if state == MailingState.SCHEDULED:
         return and_(not_paused, Mailing.starts_at > now)
     return and_(not_paused, Mailing.starts_at <= now)
@@ -102,7 +108,7 @@ def is_overdue(now: Now, grace: timedelta) -> ColumnElement[bool]:
     return and_(
         Mailing.started_at.is_(None),
         Mailing.ends_at > now,
-        Mailing.paused_at.is_(None),
+        ~is_paused(),
         Mailing.starts_at <= now - grace,
     )
 
@@ -147,7 +153,25 @@ async def count_by_state(db: AsyncConnection | AsyncSession, now: Now) -> dict[s
     states = list(MailingState)
     row = (
         await db.execute(
-            select(*(func.count().filter(in_state(s, now)) for s in states)).where(is_live())
+            select(*(func.count().filter(in_state(s, now)).label(s.value) for s in states)).where(
+                is_live()
+            )
         )
     ).one()
-    return {s.value: int(count) for s, count in zip(states, row, strict=True)}
+    return {s.value: int(row._mapping[s.value]) for s in states}
+
+
+async def count_live_messages(db: AsyncConnection | AsyncSession) -> dict[int, dict[str, int]]:
+    """Per-status counts of every live mailing that has messages, in one query (no list of
+    ids at all)."""
+    rows = await db.execute(
+        message_count.summed_by_mailing_and_status()
+        .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
+        .where(is_live())
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row.mailing_id, message_count.empty_counts())[row.status] = int(
+            row.messages
+        )
+    return counts

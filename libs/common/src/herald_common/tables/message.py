@@ -17,15 +17,8 @@ from herald_common.statuses import IDLE_STATUSES, TERMINAL_STATUSES, MessageStat
 SETTLED = sorted(TERMINAL_STATUSES)
 UNSETTLED = sorted(set(MessageStatus) - TERMINAL_STATUSES)
 IDLE = sorted(IDLE_STATUSES)
-
-
-def is_settled() -> ColumnElement[bool]:
-    """Terminal: sent, failed, expired or cancelled; never left again (but retry-failed)."""
-    return Message.status.in_(SETTLED)
-
-
-def is_unsettled() -> ColumnElement[bool]:
-    return Message.status.in_(UNSETTLED)
+# What pausing a mailing holds: idle messages not already paused.
+PAUSABLE = sorted(IDLE_STATUSES - {MessageStatus.PAUSED})
 
 
 def is_idle() -> ColumnElement[bool]:
@@ -38,6 +31,17 @@ def awaits_outcome() -> ColumnElement[bool]:
     to ``pending`` because the lease ran out meanwhile (its ``attempts`` fence then tells
     whether another sender has claimed it since)."""
     return Message.status.in_([MessageStatus.SENDING, MessageStatus.PENDING])
+
+
+async def rejudge_deferred(db: AsyncConnection | AsyncSession, which: ColumnElement[bool]) -> None:
+    """Deferred messages matching ``which`` waited for a window that has changed (its times,
+    or the client's time zone): due now, the scheduler queues them and the senders judge
+    them anew."""
+    await db.execute(
+        update(Message)
+        .where(which, Message.status == MessageStatus.DEFERRED)
+        .values(next_attempt_at=func.now(), updated_at=func.now())
+    )
 
 
 async def move(

@@ -7,7 +7,7 @@ alone means nothing (migration 0004), only sums do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import (
     BigInteger,
@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from herald_common.models import IDLE_STATUS_PREDICATE, Mailing, MailingMessageCount
+from herald_common.models import IDLE_STATUS_PREDICATE, MailingMessageCount
 from herald_common.statuses import ALL_STATUSES
 from herald_common.tables import message
 
@@ -36,12 +36,17 @@ def empty_counts() -> dict[str, int]:
     return {status.value: 0 for status in ALL_STATUSES}
 
 
-def _summed_by_mailing_and_status() -> Select[int, str, int]:
+def summed_by_mailing_and_status() -> Select[int, str, int]:
     return select(
         MailingMessageCount.mailing_id,
         MailingMessageCount.status,
-        func.sum(MailingMessageCount.count),
+        func.sum(MailingMessageCount.count).label("messages"),
     ).group_by(MailingMessageCount.mailing_id, MailingMessageCount.status)
+
+
+def settled(by_status: Mapping[str, int]) -> int:
+    """How many of these per-status counts are settled (terminal): a mailing's "done"."""
+    return sum(by_status[status] for status in message.SETTLED)
 
 
 async def count_messages(
@@ -53,27 +58,13 @@ async def count_messages(
         return counts
     # One array parameter, not one parameter per id: any number of ids fits.
     rows = await db.execute(
-        _summed_by_mailing_and_status().where(
+        summed_by_mailing_and_status().where(
             MailingMessageCount.mailing_id
             == any_(bindparam("ids", list(counts), type_=ARRAY(BigInteger)))
         )
     )
-    for mailing_id, status, count in rows:
-        counts[mailing_id][status] = int(count)
-    return counts
-
-
-async def count_live_messages(db: AsyncConnection | AsyncSession) -> dict[int, dict[str, int]]:
-    """Per-status counts of every mailing not deleted that has messages, in one query (no
-    list of ids at all)."""
-    rows = await db.execute(
-        _summed_by_mailing_and_status()
-        .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
-        .where(Mailing.deleted_at.is_(None))
-    )
-    counts: dict[int, dict[str, int]] = {}
-    for mailing_id, status, count in rows:
-        counts.setdefault(mailing_id, empty_counts())[status] = int(count)
+    for row in rows:
+        counts[row.mailing_id][row.status] = int(row.messages)
     return counts
 
 

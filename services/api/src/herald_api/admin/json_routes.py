@@ -16,9 +16,8 @@ from herald_api.admin.session import User
 from herald_api.deps import Uow
 from herald_api.mailings import service
 from herald_common.models import Client, Mailing
-from herald_common.statuses import TERMINAL_STATUSES
 from herald_common.tables import client, mailing
-from herald_common.tables.message_count import count_messages
+from herald_common.tables.message_count import count_messages, settled
 
 
 class JsonRoute(APIRoute):
@@ -47,7 +46,7 @@ async def mailings_progress(
     for one in mailings:
         by_status = counts[one.id]
         total = sum(by_status.values())
-        done = sum(by_status[s.value] for s in TERMINAL_STATUSES)
+        done = settled(by_status)
         answer[str(one.id)] = {
             "done": done,
             "total": total,

@@ -69,7 +69,9 @@ async def dashboard(request: Request, uow: Uow, user: User) -> Response:
             ).where(MailingProgress.sampled_at >= now - CHART_SPAN - timedelta(minutes=1))
         )
     ).all()
-    per_minute = settled_per_bucket([(m, s, d) for m, s, d in samples], now, span=CHART_SPAN)
+    per_minute = settled_per_bucket(
+        [(row.mailing_id, row.sampled_at, row.done) for row in samples], now, span=CHART_SPAN
+    )
     return render(
         request,
         "dashboard.html",
@@ -183,7 +185,8 @@ async def mailing_page(
             "stats": stats,
             "status_rows": _status_rows(stats.by_status),
             # The end, not "finished": all settled, failed ones may be retried until it.
-            "can_retry": stats.by_status[MessageStatus.FAILED] > 0 and now < mailing.ends_at,
+            "can_retry": stats.by_status[MessageStatus.FAILED] > 0
+            and not mailing_table.is_past_end_at(now, mailing.ends_at),
             "can_pause": read.state in (MailingState.RUNNING, MailingState.SCHEDULED),
             "can_resume": read.state == MailingState.PAUSED,
             "messages": [MessageRead.model_validate(m) for m in messages],

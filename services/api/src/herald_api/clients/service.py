@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,11 +101,7 @@ async def update_client(uow: UnitOfWork, client_id: int, data: ClientUpdate) -> 
         changes.setdefault("operator_code", default_operator_code(changes["phone"]))
     if "timezone" in changes and changes["timezone"] != client.timezone:
         # Its deferred messages wait for an opening in the old zone: judge them anew.
-        await session.execute(
-            update(Message)
-            .where(Message.client_id == client.id, Message.status == MessageStatus.DEFERRED)
-            .values(next_attempt_at=func.now(), updated_at=func.now())
-        )
+        await message.rejudge_deferred(session, Message.client_id == client.id)
     for field, value in changes.items():
         setattr(client, field, value)
     client.updated_at = func.now()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_api.deps import UnitOfWork
@@ -31,13 +31,12 @@ from herald_common.rules.mailings import end_move_refusal, has_started
 from herald_common.rules.progress import Sample, estimate_progress
 from herald_common.statuses import (
     IDLE_STATUSES,
-    TERMINAL_STATUSES,
     MailingState,
     MessageStatus,
 )
 from herald_common.tables import mailing as mailing_table
 from herald_common.tables import message as message_table
-from herald_common.tables.message_count import count_live_messages, count_messages, empty_counts
+from herald_common.tables.message_count import count_messages, empty_counts, settled
 
 # Rates are measured against the progress sample nearest a minute ago, at least 10 s old.
 PROGRESS_WINDOW = timedelta(seconds=60)
@@ -116,7 +115,7 @@ async def update_mailing(
     mailing = await get_mailing(session, mailing_id, lock=True)
     now = await database_now(session)
     given = data.model_fields_set
-    if now >= mailing.ends_at:
+    if mailing_table.is_past_end_at(now, mailing.ends_at):
         raise MailingEnded(mailing.id, mailing.ends_at)
     if data.ends_at is not None:
         refusal = end_move_refusal(now, mailing.ends_at, data.ends_at)
@@ -150,11 +149,7 @@ async def update_mailing(
         if (start, end) != (mailing.window_start, mailing.window_end):
             mailing.window_start, mailing.window_end = start, end
             # Deferred messages waited for the old window; let the senders judge them anew.
-            await session.execute(
-                update(Message)
-                .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.DEFERRED)
-                .values(next_attempt_at=func.now(), updated_at=func.now())
-            )
+            await message_table.rejudge_deferred(session, Message.mailing_id == mailing.id)
     mailing.updated_at = func.now()
     await session.flush()
     await session.refresh(mailing)
@@ -201,14 +196,14 @@ async def list_mailings(
 async def totals_by_status(session: AsyncSession) -> dict[str, int]:
     """Messages per status over every live mailing."""
     rows = await session.execute(
-        select(MailingMessageCount.status, func.sum(MailingMessageCount.count))
+        select(MailingMessageCount.status, func.sum(MailingMessageCount.count).label("messages"))
         .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
         .where(mailing_table.is_live())
         .group_by(MailingMessageCount.status)
     )
     totals = empty_counts()
-    for status, count in rows:
-        totals[status] = int(count)
+    for row in rows:
+        totals[row.status] = int(row.messages)
     return totals
 
 
@@ -222,7 +217,7 @@ async def stats_of(
 
 def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
     # The end, not "finished": a mailing whose messages are all settled may still retry.
-    if now >= mailing.ends_at:
+    if mailing_table.is_past_end_at(now, mailing.ends_at):
         raise Conflict(f"mailing {mailing.id} has ended: it cannot {action}")
 
 
@@ -240,7 +235,7 @@ async def pause_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> 
         await message_table.move(
             session,
             Message.mailing_id == mailing.id,
-            (MessageStatus.PENDING, MessageStatus.RETRYING, MessageStatus.DEFERRED),
+            message_table.PAUSABLE,
             MessageStatus.PAUSED,
             next_attempt_at=None,
         )
@@ -328,7 +323,7 @@ async def mailing_stats(
     progress = estimate_progress(
         now,
         total=stats.total,
-        done=sum(counts[s] for s in TERMINAL_STATUSES),
+        done=settled(counts),
         sample=Sample(sample.sampled_at, sample.done) if sample else None,
         started_at=mailing.started_at,
         running=stats.state == MailingState.RUNNING,
@@ -347,7 +342,7 @@ async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:
             )
         ).all()
     )
-    counts = await count_live_messages(session)
+    counts = await mailing_table.count_live_messages(session)
     stats = [_stats(m, counts.get(m.id) or empty_counts(), now) for m in mailings]
     totals = empty_counts()
     for item in stats:
