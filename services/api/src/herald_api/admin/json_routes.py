@@ -9,14 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
 
 from herald_api.admin.forms import split_codes, split_tags
 from herald_api.admin.session import User
+from herald_api.clients import service as clients_service
 from herald_api.deps import Uow
 from herald_api.mailings import service
-from herald_common.models import Client, Mailing
-from herald_common.tables import client, mailing
 from herald_common.tables.message_count import count_messages, settled
 
 
@@ -35,11 +33,7 @@ async def mailings_progress(
 ) -> JSONResponse:
     """Done, total, state and counts of the given mailings, for the pages' live parts."""
     wanted = sorted({int(part) for part in ids.split(",") if part.isdigit() and len(part) < 19})
-    mailings = (
-        await uow.session.scalars(
-            select(Mailing).where(Mailing.id.in_(wanted[:200]), mailing.is_live())
-        )
-    ).all()
+    mailings = await service.get_mailings(uow.session, wanted[:200])
     counts = await count_messages(uow.session, [m.id for m in mailings])
     now = datetime.now(UTC)
     answer: dict[str, Any] = {}
@@ -66,8 +60,7 @@ async def audience(
 ) -> JSONResponse:
     """How many live clients a filter matches now: the form's live preview."""
     codes, tag_list = split_codes(operator_codes), split_tags(tags)
-    query = select(func.count()).select_from(Client).where(client.in_audience(codes, tag_list))
-    count = int(await uow.session.scalar(query) or 0)
+    count = await clients_service.audience_size(uow.session, codes, tag_list)
     return JSONResponse(
         {"count": count, "operator_codes": codes, "tags": tag_list}, headers=NO_STORE
     )

@@ -374,3 +374,13 @@ async def _refuse_existing(session: AsyncSession) -> None:
     found = (await session.execute(text(_EXISTING), {"limit": MAX_REPORTED})).all()
     if found:
         raise PhonesExist([row.phone for row in found], found[0].total)
+
+
+async def audience_size(session: AsyncSession, operator_codes: list[str], tags: list[str]) -> int:
+    """How many live clients a mailing with this filter would reach now."""
+    query = (
+        select(func.count())
+        .select_from(Client)
+        .where(client_table.in_audience(operator_codes, tags))
+    )
+    return int(await session.scalar(query) or 0)

@@ -80,6 +80,14 @@ async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = Fa
     return mailing
 
 
+async def get_mailings(session: AsyncSession, ids: list[int]) -> list[Mailing]:
+    """The live mailings among ``ids`` (others are left out, not refused)."""
+    found = await session.scalars(
+        select(Mailing).where(Mailing.id.in_(ids), mailing_table.is_live())
+    )
+    return list(found.all())
+
+
 async def create_mailing(uow: UnitOfWork, data: MailingCreate, *, by: str | None) -> Mailing:
     session = uow.session
     window = data.send_window.times() if data.send_window else (None, None)
