@@ -18,8 +18,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald_api.clients import staging
 from herald_api.clients.imports import (
-    MAX_REPORTED,
     ClientRows,
     ImportFormat,
     OnDuplicate,
@@ -162,82 +162,6 @@ async def list_clients(
     return list((await uow.session.scalars(query)).all())
 
 
-# The import's rows, dropped with the transaction whatever its outcome. Phones as numbers:
-# they hash and sort several times faster than text, and 11 digits starting with 7 order alike.
-_CREATE_STAGING = """
-CREATE TEMPORARY TABLE client_import_raw (
-    line integer NOT NULL,
-    phone bigint NOT NULL,
-    operator_code text NOT NULL,
-    tag text NOT NULL,
-    timezone text NOT NULL
-) ON COMMIT DROP
-"""
-_COPY_STAGING = "COPY client_import_raw (line, phone, operator_code, tag, timezone) FROM STDIN"
-_DUPLICATES_IN_FILE = """
-WITH repeated AS (
-    SELECT phone, min(line) AS first_line FROM client_import_raw
-    GROUP BY phone HAVING count(*) > 1
-)
-SELECT i.line, r.first_line, i.phone::text AS phone, count(*) OVER () AS total
-FROM client_import_raw i JOIN repeated r USING (phone)
-WHERE i.line <> r.first_line
-ORDER BY i.line
-LIMIT :limit
-"""
-# The rows again, in phone order: updates and inserts then walk the phone index (and the
-# clients' pages, mostly) in order instead of at random, twice as fast on a million rows;
-# and concurrent imports wait on each other's phones in one order.
-_SORT_STAGING = """
-CREATE TEMPORARY TABLE client_import ON COMMIT DROP AS
-SELECT * FROM client_import_raw ORDER BY phone
-"""
-_EXISTING = """
-SELECT i.phone::text AS phone, count(*) OVER () AS total
-FROM client_import i JOIN client c ON c.phone = i.phone::text AND c.deleted_at IS NULL
-ORDER BY i.line
-LIMIT :limit
-"""
-# A row equal to its live client changes nothing (and is counted as skipped).
-_UPDATE_EXISTING = """
-UPDATE client SET
-    operator_code = i.operator_code,
-    tag = i.tag,
-    timezone = i.timezone,
-    updated_at = now()
-FROM client_import i
-WHERE client.phone = i.phone::text
-    AND client.deleted_at IS NULL
-    AND (client.operator_code, client.tag, client.timezone)
-        IS DISTINCT FROM (i.operator_code, i.tag, i.timezone)
-"""
-# Before the update: deferred messages of clients whose time zone changes wait for an opening
-# in the old zone; due now, the scheduler queues them and the senders judge them anew.
-_REPLAN_MOVED = f"""
-UPDATE message m SET next_attempt_at = now(), updated_at = now()
-FROM client c JOIN client_import i ON c.phone = i.phone::text
-WHERE m.client_id = c.id AND m.status = '{MessageStatus.DEFERRED.value}'
-    AND c.deleted_at IS NULL AND c.timezone <> i.timezone
-"""
-_INSERT = """
-INSERT INTO client (phone, operator_code, tag, timezone)
-SELECT phone::text, operator_code, tag, timezone FROM client_import i
-"""
-_INSERT_ALL = _INSERT + "ORDER BY phone"
-# Live phones are left out by a join first: ON CONFLICT alone would still check constraints,
-# draw an id and probe the index for each of them, several times slower on a re-import.
-# ON CONFLICT stays for phones a concurrent request takes meanwhile.
-_INSERT_NEW = (
-    _INSERT
-    + """WHERE NOT EXISTS (
-    SELECT FROM client c WHERE c.phone = i.phone::text AND c.deleted_at IS NULL
-)
-ORDER BY phone
-ON CONFLICT (phone) WHERE deleted_at IS NULL DO NOTHING
-"""
-)
-
-
 @dataclass(frozen=True)
 class ImportOutcome:
     """What an import did, and where its time went (for the log)."""
@@ -301,18 +225,17 @@ async def _merge(
     started = time.perf_counter()
     # Hashing and sorting a million rows in memory rather than in temporary files.
     await session.execute(text("SET LOCAL work_mem = '128MB'"))
-    await session.execute(text(_CREATE_STAGING))
+    await session.execute(staging.CREATE_RECEIVED)
     connection = await session.connection()
     driver: Any = (await connection.get_raw_connection()).driver_connection
-    async with driver.cursor() as cursor, cursor.copy(_COPY_STAGING) as copy:
+    async with driver.cursor() as cursor, cursor.copy(staging.COPY_RECEIVED) as copy:
         async for block in rows:
             await copy.write(block)
     copied = time.perf_counter()
     await _refuse_duplicates_in_file(session, rows)
-    await session.execute(text(_SORT_STAGING))
-    await session.execute(text("DROP TABLE client_import_raw"))
-    # A temporary table has no statistics until analysed; the joins below need them.
-    await session.execute(text("ANALYZE client_import"))
+    await session.execute(staging.SORT)
+    await session.execute(staging.DROP_RECEIVED)
+    await session.execute(staging.ANALYZE_SORTED)
     if on_duplicate is OnDuplicate.REJECT:
         await _refuse_existing(session)
     checked = time.perf_counter()
@@ -331,7 +254,7 @@ async def _write(
     if on_duplicate is OnDuplicate.REJECT:
         try:
             async with session.begin_nested():
-                await session.execute(text(_INSERT_ALL))
+                await session.execute(staging.INSERT_ALL)
         except IntegrityError as error:
             # A phone of the file was given to a client concurrently, after the check.
             if "uq_client_phone_live" not in str(error.orig):
@@ -341,11 +264,11 @@ async def _write(
         return ClientImportResult(created=total, updated=0, skipped=0, total=total)
     updated = 0
     if on_duplicate is OnDuplicate.UPDATE:
-        await session.execute(text(_REPLAN_MOVED))
-        updated = _rowcount(await session.execute(text(_UPDATE_EXISTING)))
+        await session.execute(staging.REPLAN_MOVED)
+        updated = _rowcount(await session.execute(staging.UPDATE_EXISTING))
     # Existing phones are skipped here: those updated above, those equal, and any that a
     # concurrent request took meanwhile.
-    created = _rowcount(await session.execute(text(_INSERT_NEW)))
+    created = _rowcount(await session.execute(staging.INSERT_NEW))
     return ClientImportResult(
         created=created, updated=updated, skipped=total - created - updated, total=total
     )
@@ -361,9 +284,9 @@ def _rowcount(result: Any) -> int:
 
 
 async def _refuse_duplicates_in_file(session: AsyncSession, rows: ClientRows) -> None:
-    found = (await session.execute(text(_DUPLICATES_IN_FILE), {"limit": MAX_REPORTED})).all()
-    for line, first_line, phone, _ in found:
-        rows.errors.add(line, "phone", f"{phone} is also on line {first_line}")
+    found = (await session.execute(staging.DUPLICATES_IN_FILE)).all()
+    for row in found:
+        rows.errors.add(row.line, "phone", f"{row.phone} is also on line {row.first_line}")
     if found:
         rows.errors.count_more(found[0].total - len(found))
     if rows.errors.count:
@@ -371,7 +294,7 @@ async def _refuse_duplicates_in_file(session: AsyncSession, rows: ClientRows) ->
 
 
 async def _refuse_existing(session: AsyncSession) -> None:
-    found = (await session.execute(text(_EXISTING), {"limit": MAX_REPORTED})).all()
+    found = (await session.execute(staging.EXISTING)).all()
     if found:
         raise PhonesExist([row.phone for row in found], found[0].total)
 
