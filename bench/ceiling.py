@@ -56,7 +56,7 @@ async def hammer(
                 done = time.perf_counter()
                 if window_from <= done < window_to:
                     in_window += 1
-                    outcomes[result.outcome] += 1
+                    outcomes[result.metric_label] += 1
                     latencies.append(result.latency_ms)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))

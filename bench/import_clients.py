@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import shutil
 import sys
 import tempfile
@@ -170,7 +171,7 @@ async def run_self_contained(
     from herald_common.settings import to_sqlalchemy_url
     from herald_devstack.probes import free_port
 
-    token = "bench-token"
+    token = secrets.token_urlsafe(32)  # the API refuses a token shorter than 32 characters
     port = free_port()
     settings = ApiSettings(
         database_url=database_url,

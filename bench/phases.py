@@ -41,6 +41,7 @@ from bench.measure import (
 from herald_common.topology import DELIVER_QUEUE
 from herald_devstack.probes import free_port
 from herald_devstack.processes import ProcessGroup
+from herald_testing.factories import phone_columns
 from herald_testing.stack import API_TOKEN, HeraldStack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,7 +202,7 @@ class Bench:
     # --- clients ------------------------------------------------------------------------------
 
     def load_clients(self) -> None:
-        """Through POST /clients/import (bench/import_clients.py), timed; else generate_series."""
+        """Through POST /clients/import (bench/import_clients.py), timed; else by SQL."""
         count = self.sizes.clients
         outcome: dict[str, Any] = {"rows": count}
         if self.sizes.import_clients:
@@ -214,7 +215,7 @@ class Bench:
             live = self.sql("SELECT count(*) FROM client WHERE deleted_at IS NULL")[0][0]
             outcome["clients_in_db"] = live
             if outcome.get("status") != 200 or live != count:
-                log(f"import did not give {count} clients ({outcome}); using generate_series")
+                log(f"import did not give {count} clients ({outcome}); inserting them by SQL")
                 outcome["import_failed"] = True
                 self.sql("TRUNCATE client RESTART IDENTITY CASCADE")
         if outcome.get("clients_in_db") != count:
@@ -222,12 +223,14 @@ class Bench:
             self.sql(
                 """
                 INSERT INTO client (phone, operator_code, tag, timezone)
-                SELECT p::text, substr(p::text, 2, 3), 'bench', 'Europe/Moscow'
-                FROM generate_series(79000000000::bigint, 79000000000::bigint + %(n)s - 1) p
+                SELECT phone, operator_code, 'bench', 'Europe/Moscow'
+                FROM unnest(%(phones)s::text[], %(codes)s::text[]) WITH ORDINALITY
+                    AS generated (phone, operator_code, n)
+                ORDER BY n
                 """,
-                {"n": count},
+                phone_columns(79_000_000_000, count),
             )
-            outcome["generate_series_s"] = round(time.perf_counter() - started, 1)
+            outcome["sql_insert_s"] = round(time.perf_counter() - started, 1)
             outcome["clients_in_db"] = self.sql("SELECT count(*) FROM client")[0][0]
         self.results.clients = outcome
         self.settle_database()
@@ -431,10 +434,12 @@ class Bench:
             self.sql(
                 """
                 INSERT INTO client (phone, operator_code, tag, timezone)
-                SELECT p::text, substr(p::text, 2, 3), %(tag)s, 'Europe/Moscow'
-                FROM generate_series(%(first)s::bigint, %(first)s::bigint + %(n)s - 1) p
+                SELECT phone, operator_code, %(tag)s, 'Europe/Moscow'
+                FROM unnest(%(phones)s::text[], %(codes)s::text[]) WITH ORDINALITY
+                    AS generated (phone, operator_code, n)
+                ORDER BY n
                 """,
-                {"tag": tag, "first": first, "n": count},
+                {"tag": tag, **phone_columns(first, count)},
             )
             first += count
         self.settle_database()

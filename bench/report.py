@@ -79,7 +79,7 @@ def rows(results: Results) -> list[Row]:
         out.append(
             Row(
                 f"Bulk import of {clients:,} clients",
-                f"failed ({reason}); clients inserted with generate_series instead",
+                f"failed ({reason}); clients inserted by SQL instead",
             )
         )
 

@@ -349,7 +349,7 @@ async def rabbitmq_exports(rabbitmq_server: Any) -> AsyncIterator[Exports]:
 def _vocabularies() -> dict[str, dict[str, frozenset[str]]]:
     """Fixed label vocabularies of Herald's metrics, from the code that sets them."""
     statuses = frozenset(status.value for status in MessageStatus)
-    # herald_sender.provider.CallResult.outcome: a verdict, or how the transport ended.
+    # herald_sender.provider.CallResult.metric_label: a verdict, or how the transport ended.
     outcomes = frozenset(verdict.value for verdict in Verdict) | {"timeout", "connection_error"}
     return {
         "herald_message_transitions": {"status": statuses},

@@ -8,11 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from herald_common.contracts import (
-    JOB_CONTENT_TYPE,
     MAX_JOB_MESSAGES,
     DeliveryJob,
     MailingEvent,
 )
+from herald_common.topology import persistent_message
 
 STARTS = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
 ENDS = datetime(2024, 6, 4, 9, 0, tzinfo=UTC)
@@ -20,7 +20,7 @@ OCCURRED = datetime(2024, 6, 3, 8, 59, 30, tzinfo=UTC)
 
 
 def test_job_content_type_and_size_limit() -> None:
-    assert (JOB_CONTENT_TYPE, MAX_JOB_MESSAGES) == ("application/json", 1000)
+    assert (persistent_message(b"{}").content_type, MAX_JOB_MESSAGES) == ("application/json", 1000)
 
 
 def test_delivery_job_encodes_to_exact_json() -> None:
@@ -113,7 +113,7 @@ def test_mailing_event_encodes_to_exact_json() -> None:
 @pytest.mark.parametrize("kind", ["created", "updated", "deleted"])
 def test_mailing_event_round_trips_every_kind(kind: str) -> None:
     event = make_event(kind=kind)
-    assert MailingEvent.decode(event.encode()) == event
+    assert MailingEvent.model_validate_json(event.encode()) == event
 
 
 def test_mailing_event_keeps_the_instant_of_an_offset_datetime() -> None:
@@ -121,7 +121,7 @@ def test_mailing_event_keeps_the_instant_of_an_offset_datetime() -> None:
         b'{"v":1,"kind":"updated","mailing_id":3,"starts_at":"2024-06-03T12:00:00+03:00",'
         b'"ends_at":"2024-06-03T20:00:00-05:00","occurred_at":"2024-06-03T08:00:00Z"}'
     )
-    event = MailingEvent.decode(body)
+    event = MailingEvent.model_validate_json(body)
     assert event.starts_at == STARTS
     assert event.starts_at.utcoffset() == timedelta(hours=3)
     assert event.ends_at == datetime(2024, 6, 4, 1, 0, tzinfo=UTC)

@@ -18,6 +18,7 @@ import httpx
 import itsdangerous
 import oidc_provider_mock
 import pytest
+import structlog
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -195,10 +196,10 @@ def admin_routes() -> list[tuple[str, str, str]]:
     """(name, method, a concrete path) of every route of the admin app's routers."""
     from starlette.routing import Route
 
-    from herald_api.admin import auth, clients, mailings
+    from herald_api.admin import auth, clients, json_routes, mailings
 
     found = []
-    for module in (auth, clients, mailings):
+    for module in (auth, clients, mailings, json_routes):
         for route in module.router.routes:
             assert isinstance(route, Route)
             path = "/admin" + re.sub(r"\{[^}]+\}", "1", route.path)
@@ -786,6 +787,26 @@ async def test_csv_import_all_or_nothing_with_errors_by_line(
     assert again.status_code == 409
     assert "79990000001" in again.text
     assert await count_rows(clean_engine, "client") == 2
+
+
+async def test_an_import_logs_one_clients_imported_line_naming_who_did_it(
+    admin: httpx.AsyncClient, clean_engine: AsyncEngine
+) -> None:
+    csrf = await token(admin)
+    body = b'{"phone": "79990000001", "timezone": "UTC"}\n'
+    with structlog.testing.capture_logs() as logs:
+        imported = await admin.post(
+            "/admin/clients/import",
+            data={"csrf_token": csrf, "on_duplicate": "skip"},
+            files={"file": ("clients.ndjson", body, "application/x-ndjson")},
+        )
+
+    assert imported.status_code == 200
+    (line,) = [line for line in logs if line["event"] == "clients_imported"]
+    assert line["by"] == ADMIN
+    assert (line["format"], line["on_duplicate"]) == ("ndjson", "skip")
+    assert (line["created"], line["updated"], line["skipped"], line["total"]) == (1, 0, 0, 1)
+    assert line["duration_ms"] >= line["copy_ms"] >= 0
 
 
 async def test_pages_carry_a_strict_content_security_policy(admin: httpx.AsyncClient) -> None:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -73,6 +74,34 @@ async def test_duplicate_phone_is_409_and_writes_nothing(
     assert "79001234567" in response.json()["detail"]
     assert await count_rows(clean_engine, "client") == 1
     assert (await api.get(f"{CLIENTS}/{first['id']}")).json()["tag"] == "vip"
+
+
+async def test_each_change_logs_one_line_once_committed_and_a_refused_one_none(
+    api: httpx.AsyncClient,
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        body = await create(api, phone="79161234567")
+        refused = await api.post(CLIENTS, json={"phone": "79161234567", "timezone": "UTC"})
+        await api.patch(f"{CLIENTS}/{body['id']}", json={"tag": "gold"})
+        await api.delete(f"{CLIENTS}/{body['id']}")
+
+    assert refused.status_code == 409
+    changes = [
+        {key: value for key, value in line.items() if key != "log_level"}
+        for line in logs
+        if line["event"] in {"client_created", "client_updated", "client_deleted"}
+    ]
+    assert changes == [
+        {
+            "event": "client_created",
+            "client_id": body["id"],
+            "operator_code": "916",
+            "tag": "vip",
+            "timezone": "Europe/Moscow",
+        },
+        {"event": "client_updated", "client_id": body["id"], "fields": ["tag"]},
+        {"event": "client_deleted", "client_id": body["id"], "messages_cancelled": 0},
+    ]
 
 
 async def test_get_unknown_client_is_404(api: httpx.AsyncClient) -> None:

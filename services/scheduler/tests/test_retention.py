@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from herald_common.broker import Publisher
-from herald_common.stats import count_messages
+from herald_common.tables.message_count import count_messages
 from herald_scheduler.scheduler import Scheduler
 
 from .conftest import make_settings

@@ -16,7 +16,7 @@ from herald_common.broker import Publisher
 from herald_common.db import create_engine
 from herald_common.jobs import delivery_jobs
 from herald_common.outbox import add_to_outbox
-from herald_scheduler import planning
+from herald_scheduler import queries
 from herald_scheduler.scheduler import Scheduler
 from herald_testing.factories import insert_clients, insert_mailing, status_counts, utcnow
 from herald_testing.queues import drain_jobs
@@ -511,7 +511,7 @@ async def test_a_crash_after_the_chunks_committed_but_before_the_cursor_moved(
     async with clean_engine.begin() as conn:
         clients = await insert_clients(conn, 1000)
         mailing_id = await insert_mailing(conn)
-    advance = planning.advance_fan_out
+    advance = queries.advance_fan_out
     calls = 0
 
     async def dies_once(*args: Any) -> None:
@@ -521,7 +521,7 @@ async def test_a_crash_after_the_chunks_committed_but_before_the_cursor_moved(
             raise RuntimeError("killed between the chunks' commits and the cursor's")
         await advance(*args)
 
-    monkeypatch.setattr(planning, "advance_fan_out", dies_once)
+    monkeypatch.setattr(queries, "advance_fan_out", dies_once)
     with pytest.raises(RuntimeError):
         await scheduler.fan_out_once()
     async with clean_engine.connect() as conn:
@@ -589,10 +589,10 @@ async def test_progress_is_sampled_from_the_start_to_the_final_count(
             text("UPDATE message SET status = 'sent', sent_at = now() WHERE mailing_id = :m"),
             {"m": mailing_id},
         )
-        assert await planning.finish_settled(conn) == [mailing_id]
+        assert await queries.finish_settled(conn) == [mailing_id]
         await conn.execute(text("SELECT pg_sleep(0.01)"))
     async with clean_engine.begin() as conn:
-        await planning.sample_progress(conn)
+        await queries.sample_progress(conn)
     # Finished, it still got its final count in, so nothing it sent goes uncounted.
     assert (await samples())[-1] == 30
     async with clean_engine.begin() as conn:
@@ -603,5 +603,5 @@ async def test_progress_is_sampled_from_the_start_to_the_final_count(
         before = len(await samples())
         await conn.execute(text("SELECT pg_sleep(0.01)"))
     async with clean_engine.begin() as conn:
-        await planning.sample_progress(conn)
+        await queries.sample_progress(conn)
     assert len(await samples()) == before

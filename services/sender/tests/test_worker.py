@@ -242,16 +242,24 @@ async def test_a_message_leased_by_another_sender_is_left_alone_until_the_lease_
 
 
 async def test_an_outcome_superseded_by_a_newer_claim_is_not_written(rig: Rig) -> None:
+    from herald_common.rules.outcomes import Outcome
     from herald_common.statuses import MessageStatus
-    from herald_sender.recorder import Outcome
 
     _mailing_id, ids = await make_messages(rig, 1)
     async with rig.engine.begin() as conn:
         await conn.execute(text("UPDATE message SET status = 'sending', attempts = 2"))
     recorder = rig.worker._recorder
 
-    stale = await recorder.record(Outcome(ids[0], 1, MessageStatus.FAILED, 1, error="old"))
-    fresh = await recorder.record(Outcome(ids[0], 2, MessageStatus.SENT, 2, sent_at=utcnow()))
+    stale = await recorder.record(
+        Outcome(MessageStatus.FAILED, attempts=1, error="old"),
+        message_id=ids[0],
+        claimed_attempts=1,
+    )
+    fresh = await recorder.record(
+        Outcome(MessageStatus.SENT, attempts=2, sent_at=utcnow()),
+        message_id=ids[0],
+        claimed_attempts=2,
+    )
 
     assert (stale, fresh) == (False, True)
     assert [r["status"] for r in await messages(rig)] == ["sent"]

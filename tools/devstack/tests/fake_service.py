@@ -38,8 +38,17 @@ def serve(port: int, healthz: str, started_event: str) -> None:
 
 def main() -> None:
     name, args = sys.argv[1], sys.argv[2:]
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        # A plain flag, not threading.Event().set(): the handler runs in the main thread,
+        # possibly while that thread holds the Event's lock inside Event.wait(), and set()
+        # would then wait for that lock for ever (seen: herald-dev SIGKILLing a stand-in
+        # after its 10 s stop budget, one "stopped" line short).
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
     instance = os.environ.get("HERALD_SERVICE_INSTANCE")
     if name == "herald-provider-sim":
         if args[:1] == ["token"]:
@@ -73,8 +82,8 @@ def main() -> None:
             time.sleep(0.5)
             log("crashing", instance=instance)
             sys.exit(3)
-    while not stop.wait(0.1):
-        pass
+    while not stopping:
+        time.sleep(0.1)
     log("stopped", instance=instance)
 
 

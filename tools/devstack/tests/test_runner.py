@@ -369,3 +369,35 @@ def test_a_doubled_ctrl_c_stops_quietly_and_a_later_one_is_answered(
         assert "already stopping, please wait" in out.getvalue()
     finally:
         gate.restore()
+
+
+def test_a_later_stop_signal_while_herald_dev_prints_a_line_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    class SignalledWhileWriting(io.StringIO):
+        """Somebody presses Ctrl-C again just as herald-dev writes one of its own lines."""
+
+        def write(self, text: str) -> int:
+            written = super().write(text)
+            if "stopping processes" in text:
+                clock[0] += 2.0
+                signal.raise_signal(signal.SIGINT)
+            return written
+
+    out = SignalledWhileWriting()
+    console = Console(out, color=False)
+    gate = SignalGate(console)
+    gate.install()
+    try:
+        with pytest.raises(StopRequested):
+            signal.raise_signal(signal.SIGTERM)
+        gate.hold()
+
+        console.say("stopping processes")
+
+        assert "already stopping, please wait" in out.getvalue()
+    finally:
+        gate.restore()

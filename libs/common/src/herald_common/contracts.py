@@ -1,7 +1,9 @@
 """Versioned messages exchanged between services over RabbitMQ: the only place they are defined.
 
-A consumer accepts every version it knows and dead-letters the rest; a new field that old
-consumers may ignore keeps the version, a change of meaning gets a new one.
+A new field that old consumers may ignore keeps the version, a change of meaning gets a new
+one. The sender reads every ``DeliveryJob`` version it knows and dead-letters a job it cannot
+read; the scheduler never reads a ``MailingEvent``'s body: any event only wakes it up to look
+at the database, which is the truth.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-JOB_CONTENT_TYPE = "application/json"
 MAX_JOB_MESSAGES = 1000
 
 
@@ -45,7 +46,3 @@ class MailingEvent(Contract):
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     occurred_at: AwareDatetime
-
-    @classmethod
-    def decode(cls, body: bytes) -> MailingEvent:
-        return cls.model_validate_json(body)

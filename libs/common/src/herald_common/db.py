@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import bindparam, column, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 from herald_common.settings import HeraldSettings
 
@@ -77,3 +81,15 @@ async def with_retries(work: Callable[[], Awaitable[T]], attempts: int = 5) -> T
                 raise
             await asyncio.sleep(0.01 * attempt)
     raise AssertionError("unreachable")
+
+
+def array_rows(name: str, **columns: tuple[str, TypeEngine[Any]]) -> TableValuedAlias:
+    """Rows from array parameters, one element a row: ``unnest(:a, :b) AS name(x, y)``.
+
+    ``columns`` maps each column to its parameter and element type. A batch of any size is
+    then one statement of one shape, e.g. the sender's claims and outcomes in one UPDATE."""
+    return (
+        func.unnest(*(bindparam(param, type_=ARRAY(kind)) for param, kind in columns.values()))
+        .table_valued(*(column(col, kind) for col, (_, kind) in columns.items()))
+        .render_derived(name=name)
+    )

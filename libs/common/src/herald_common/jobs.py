@@ -47,11 +47,3 @@ def retry_job(mailing_id: int, message_id: int, tier_ms: int, delay_ms: int) -> 
 def chunked(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def group_by_mailing(rows: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
-    """(message_id, mailing_id) pairs → mailing id → message ids."""
-    grouped: dict[int, list[int]] = {}
-    for message_id, mailing_id in rows:
-        grouped.setdefault(mailing_id, []).append(message_id)
-    return grouped

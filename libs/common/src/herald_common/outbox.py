@@ -15,10 +15,11 @@ from datetime import timedelta
 from typing import Any
 
 from aiormq.exceptions import ChannelNotFoundEntity, PublishError
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from herald_common.broker import Outgoing, Publisher
+from herald_common.models import Outbox
 
 
 async def add_to_outbox(conn: AsyncConnection, items: Sequence[Outgoing]) -> list[int]:
@@ -44,7 +45,7 @@ async def add_to_outbox(conn: AsyncConnection, items: Sequence[Outgoing]) -> lis
             "expirations": [i.expiration_ms for i in items],
         },
     )
-    return [row[0] for row in result]
+    return list(result.scalars())
 
 
 def _json(headers: dict[str, object]) -> str:
@@ -173,3 +174,22 @@ async def _note_failures(
     return [
         Quarantined(r.id, r.exchange, r.routing_key, r.last_error) for r in rows if r.quarantined
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBacklog:
+    waiting: int  # rows the relay will publish
+    quarantined: int  # rows the broker kept refusing, left for a human
+
+
+async def outbox_backlog(conn: AsyncConnection) -> OutboxBacklog:
+    quarantined = Outbox.quarantined_at.is_not(None)
+    row = (
+        await conn.execute(
+            select(
+                func.count().filter(~quarantined).label("waiting"),
+                func.count().filter(quarantined).label("quarantined"),
+            )
+        )
+    ).one()
+    return OutboxBacklog(int(row.waiting), int(row.quarantined))

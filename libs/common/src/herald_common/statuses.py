@@ -42,3 +42,10 @@ class MailingState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
+
+
+class ReportStatus(StrEnum):
+    """A day's statistics e-mail (``daily_report.status``): owed until it went out, then final."""
+
+    SENDING = "sending"
+    SENT = "sent"

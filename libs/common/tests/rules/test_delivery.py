@@ -1,4 +1,4 @@
-"""Delivery decisions: claim, cancel, expire, defer or send; and what follows a failed attempt."""
+"""Delivery decisions: claim, cancel, expire, defer or send."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ from herald_common.rules.delivery import (
     Decision,
     MessageSnapshot,
     check_handoff,
-    plan_after_failure,
     plan_delivery,
 )
-from herald_common.rules.replies import ReplyJudgement, Verdict, judge_reply
 from herald_common.rules.windows import SendWindow
 from herald_common.statuses import MessageStatus
 
 NOW = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
 GUARD = timedelta(seconds=5)
 MAX_ATTEMPTS = 5
-TIERS = [1000, 2000, 4000, 8000]
 DAY = SendWindow(time(9, 0), time(18, 0))
 NIGHT = SendWindow(time(22, 0), time(6, 0))
 US = timedelta(microseconds=1)
@@ -289,146 +286,6 @@ def test_a_window_closing_within_the_guard_defers_like_the_end() -> None:
         assert check_handoff(later, window, "UTC", now, GUARD) == Decision(
             Action.DEFER, OUTSIDE, tomorrow
         )
-
-
-# --- plan_after_failure ----------------------------------------------------------------------
-
-FAIL_503 = ReplyJudgement(Verdict.TRANSIENT, "HTTP 503: busy")
-REJECTED = ReplyJudgement(Verdict.PERMANENT, "HTTP 400: bad phone")
-
-
-@pytest.mark.parametrize(
-    ("judgement", "attempts", "jitter", "expected"),
-    [
-        pytest.param(REJECTED, 1, 0.0, Decision(Action.FAIL, "HTTP 400: bad phone"), id="perm-1"),
-        pytest.param(REJECTED, 4, 0.0, Decision(Action.FAIL, "HTTP 400: bad phone"), id="perm-4"),
-        pytest.param(
-            FAIL_503, 1, 0.0, Decision(Action.RETRY, "HTTP 503: busy", None, 750, 1000), id="t-1"
-        ),
-        pytest.param(
-            FAIL_503, 2, 0.0, Decision(Action.RETRY, "HTTP 503: busy", None, 1500, 2000), id="t-2"
-        ),
-        pytest.param(
-            FAIL_503, 3, 0.0, Decision(Action.RETRY, "HTTP 503: busy", None, 3000, 4000), id="t-3"
-        ),
-        pytest.param(
-            FAIL_503, 4, 0.0, Decision(Action.RETRY, "HTTP 503: busy", None, 6000, 8000), id="t-4"
-        ),
-        pytest.param(
-            FAIL_503,
-            2,
-            0.999999,
-            Decision(Action.RETRY, "HTTP 503: busy", None, 2000, 2000),
-            id="transient-2-jitter-near-one",
-        ),
-        pytest.param(
-            FAIL_503,
-            5,
-            0.0,
-            Decision(Action.FAIL, "gave up after 5 attempts; last: HTTP 503: busy"),
-            id="transient-last-attempt-fails",
-        ),
-        pytest.param(
-            FAIL_503,
-            6,
-            0.0,
-            Decision(Action.FAIL, "gave up after 6 attempts; last: HTTP 503: busy"),
-            id="transient-beyond-last-attempt-fails",
-        ),
-    ],
-)
-def test_plan_after_failure(
-    judgement: ReplyJudgement, attempts: int, jitter: float, expected: Decision
-) -> None:
-    assert plan_after_failure(judgement, attempts, MAX_ATTEMPTS, TIERS, jitter) == expected
-
-
-UNKNOWN = ReplyJudgement(Verdict.TRANSIENT, "timeout: no answer within the limit", uncertain=True)
-
-
-@pytest.mark.parametrize(
-    ("judgement", "fail_uncertain", "expected"),
-    [
-        pytest.param(UNKNOWN, False, Action.RETRY, id="uncertain-resent-by-default"),
-        pytest.param(UNKNOWN, True, Action.FAIL, id="uncertain-failed-when-asked"),
-        pytest.param(FAIL_503, True, Action.RETRY, id="certain-failure-still-retried"),
-        pytest.param(REJECTED, False, Action.FAIL, id="permanent-fails-either-way"),
-    ],
-)
-def test_an_uncertain_outcome_is_resent_or_failed_as_configured(
-    judgement: ReplyJudgement, fail_uncertain: bool, expected: Action
-) -> None:
-    decision = plan_after_failure(judgement, 1, MAX_ATTEMPTS, TIERS, 0.0, fail_uncertain)
-    assert decision.action == expected
-    if expected == Action.FAIL and judgement.uncertain:
-        assert decision.reason == "outcome unknown: timeout: no answer within the limit"
-
-
-@pytest.mark.parametrize(
-    ("retry_after_s", "attempts", "expected_delay", "expected_tier"),
-    [
-        pytest.param(None, 1, 750, 1000, id="no-retry-after"),
-        pytest.param(0.0, 1, 750, 1000, id="zero-retry-after"),
-        pytest.param(0.0004, 1, 750, 1000, id="sub-millisecond-rounds-to-zero"),
-        pytest.param(0.9, 1, 900, 1000, id="raises-delay-within-tier"),
-        pytest.param(1.5, 1, 1500, 2000, id="moves-to-next-tier"),
-        pytest.param(3.5, 1, 3500, 4000, id="moves-two-tiers"),
-        pytest.param(2.5, 3, 3000, 4000, id="smaller-than-own-tier-keeps-it"),
-        pytest.param(8.0, 1, 8000, 8000, id="exactly-last-tier"),
-        pytest.param(3600.0, 1, 8000, 8000, id="capped-at-last-tier"),
-    ],
-)
-def test_plan_after_failure_respects_retry_after(
-    retry_after_s: float | None, attempts: int, expected_delay: int, expected_tier: int
-) -> None:
-    judgement = ReplyJudgement(Verdict.TRANSIENT, "HTTP 429", retry_after_s)
-    decision = plan_after_failure(judgement, attempts, MAX_ATTEMPTS, TIERS, 0.0)
-    assert decision == Decision(
-        Action.RETRY, "HTTP 429", delay_ms=expected_delay, tier_ms=expected_tier
-    )
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "retry_after", "expected"),
-    [
-        pytest.param(
-            429, b"", "3", Decision(Action.RETRY, "HTTP 429: ", None, 3000, 4000), id="429-wait-3s"
-        ),
-        pytest.param(
-            200,
-            b"<html>",
-            None,
-            Decision(Action.RETRY, "HTTP 200 with unparseable body: <html>", None, 750, 1000),
-            id="garbage-200-retries",
-        ),
-        pytest.param(
-            422, b"no", None, Decision(Action.FAIL, "HTTP 422: no"), id="422-fails-for-good"
-        ),
-    ],
-)
-def test_reply_to_decision_end_to_end(
-    status: int, body: bytes, retry_after: str | None, expected: Decision
-) -> None:
-    judgement = judge_reply(status, body, retry_after)
-    assert plan_after_failure(judgement, 1, MAX_ATTEMPTS, TIERS, 0.0) == expected
-
-
-@pytest.mark.parametrize(
-    ("wait_ms", "jitter", "tier", "delay"),
-    [
-        pytest.param(0, 0.0, 100, 75, id="no-wait-first-tier"),
-        pytest.param(150, 0.0, 200, 150, id="wait-moves-to-covering-tier"),
-        pytest.param(150, 0.999, 200, 200, id="jitter-within-tier"),
-        pytest.param(5_000, 0.0, 800, 800, id="capped-at-last-tier"),
-    ],
-)
-def test_postponed_retry_covers_the_wait(
-    wait_ms: int, jitter: float, tier: int, delay: int
-) -> None:
-    from herald_common.rules.delivery import plan_postponed
-
-    decision = plan_postponed("HTTP 429", wait_ms, [100, 200, 400, 800], jitter)
-    assert decision == Decision(Action.RETRY, "HTTP 429", delay_ms=delay, tier_ms=tier)
 
 
 def test_a_paused_mailing_parks_its_messages_until_its_end() -> None:

@@ -17,11 +17,13 @@ from typing import Annotated
 from fastapi import Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, and_, literal, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald_common.errors import IdempotencyKeyReused, InvalidInput
 from herald_common.models import IDEMPOTENCY_KEEP_HOURS
+from herald_common.models import IdempotencyKey as KeyRow
 
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -68,25 +70,26 @@ class Idempotency:
         """The stored answer of an earlier request with this key, or None: go ahead (the key
         is then held by this transaction until it commits or rolls back)."""
         claimed = await self._session.scalar(
-            text(
-                """
-                INSERT INTO idempotency_key (caller, key, request_hash, status_code, response)
-                VALUES (:caller, :key, :hash, 0, '')
-                ON CONFLICT (caller, key) DO NOTHING
-                RETURNING 1
-                """
-            ),
-            {"caller": self._caller, "key": self._key, "hash": self._digest},
+            insert(KeyRow)
+            .values(
+                caller=self._caller,
+                key=self._key,
+                request_hash=self._digest,
+                status_code=0,
+                response=b"",
+            )
+            .on_conflict_do_nothing(index_elements=[KeyRow.caller, KeyRow.key])
+            .returning(literal(1))
         )
         if claimed:
             return None
         row = (
             await self._session.execute(
-                text(
-                    "SELECT request_hash, status_code, response FROM idempotency_key "
-                    "WHERE caller = :caller AND key = :key"
-                ),
-                {"caller": self._caller, "key": self._key},
+                select(
+                    KeyRow.request_hash,
+                    KeyRow.status_code,
+                    KeyRow.response,
+                ).where(self._this_key())
             )
         ).one()
         if bytes(row.request_hash) != self._digest:
@@ -100,14 +103,10 @@ class Idempotency:
 
     async def remember(self, status_code: int, answer: BaseModel) -> None:
         await self._session.execute(
-            text(
-                "UPDATE idempotency_key SET status_code = :status, response = :response "
-                "WHERE caller = :caller AND key = :key"
-            ),
-            {
-                "status": status_code,
-                "response": answer.model_dump_json().encode(),
-                "caller": self._caller,
-                "key": self._key,
-            },
+            update(KeyRow)
+            .where(self._this_key())
+            .values(status_code=status_code, response=answer.model_dump_json().encode())
         )
+
+    def _this_key(self) -> ColumnElement[bool]:
+        return and_(KeyRow.caller == self._caller, KeyRow.key == self._key)

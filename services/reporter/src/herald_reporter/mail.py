@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from herald_common.statuses import ALL_STATUSES
+from herald_common.statuses import ALL_STATUSES, MessageStatus
 from herald_reporter.statistics import MailingLine, ReportStats
 
 STATUSES = tuple(status.value for status in ALL_STATUSES)
@@ -87,7 +87,7 @@ def compose(
     message = EmailMessage()
     message["Subject"] = (
         f"Herald daily report {day.isoformat()}: {stats.mailing_count} mailings, "
-        f"{stats.by_status['sent']} of {stats.total} messages sent"
+        f"{stats.by_status[MessageStatus.SENT]} of {stats.total} messages sent"
     )
     message["From"] = sender
     message["To"] = ", ".join(recipients)

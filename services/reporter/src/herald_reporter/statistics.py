@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from herald_common.stats import count_messages, empty_counts
+from herald_common.models import Mailing
+from herald_common.tables import mailing
+from herald_common.tables.message_count import count_messages, empty_counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,36 +39,35 @@ class ReportStats:
 async def gather_stats(
     conn: AsyncConnection, window_start_at: datetime, window_end_at: datetime, max_listed: int
 ) -> ReportStats:
-    """Mailings whose ``[starts_at, ends_at)`` overlaps the window, deleted ones included when
-    they were deleted inside it (they were active then); counts are the counters' now."""
+    """The mailings active in the window (``mailing.was_active_between``: deleted ones count
+    when they were deleted inside it); counts are the counters' now."""
     rows = (
         await conn.execute(
-            text(
-                """
-                SELECT id, text, starts_at, ends_at, deleted_at IS NOT NULL
-                FROM mailing
-                WHERE starts_at < :end AND ends_at > :start
-                  AND (deleted_at IS NULL OR deleted_at > :start)
-                ORDER BY id
-                """
-            ),
-            {"start": window_start_at, "end": window_end_at},
+            select(
+                Mailing.id,
+                Mailing.text,
+                Mailing.starts_at,
+                Mailing.ends_at,
+                (~mailing.is_live()).label("deleted"),
+            )
+            .where(mailing.was_active_between(window_start_at, window_end_at))
+            .order_by(Mailing.id)
         )
     ).all()
-    counts = await count_messages(conn, [row[0] for row in rows])
+    counts = await count_messages(conn, [row.id for row in rows])
     totals = empty_counts()
     for by_status in counts.values():
         for status, count in by_status.items():
             totals[status] += count
     listed = [
         MailingLine(
-            id=row[0],
-            text=row[1],
-            starts_at=row[2],
-            ends_at=row[3],
-            deleted=row[4],
-            total=sum(counts[row[0]].values()),
-            by_status=counts[row[0]],
+            id=row.id,
+            text=row.text,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            deleted=row.deleted,
+            total=sum(counts[row.id].values()),
+            by_status=counts[row.id],
         )
         for row in rows[:max_listed]
     ]

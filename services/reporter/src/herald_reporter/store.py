@@ -11,10 +11,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    Text,
+    case,
+    cast,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from herald_common.db import array_rows
+from herald_common.models import REPORT_OWED_PREDICATE, TZ, DailyReport
 from herald_common.rules.reports import ReportDay
+from herald_common.statuses import ReportStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +44,14 @@ class Claim:
     previous_owner: str | None  # set when a dead reporter's stale claim was taken over
 
 
+def is_owed() -> ColumnElement[bool]:
+    """Not sent yet (``ReportStatus.SENDING``), spelt as ix_daily_report_owed's predicate so
+    that the claim can use that partial index."""
+    return literal_column(f"daily_report.{REPORT_OWED_PREDICATE}", Boolean)
+
+
 async def last_recorded_day(conn: AsyncConnection) -> date | None:
-    day: date | None = await conn.scalar(text("SELECT max(report_day) FROM daily_report"))
+    day: date | None = await conn.scalar(select(func.max(DailyReport.report_day)))
     return day
 
 
@@ -36,23 +59,28 @@ async def record_days(conn: AsyncConnection, days: Sequence[ReportDay]) -> list[
     """Rows for the owed days; a day another replica recorded first is left alone."""
     if not days:
         return []
+    # One array parameter per column: any number of days is one statement shape.
+    planned = array_rows(
+        "planned",
+        report_day=("days", Date()),
+        window_start_at=("starts", TZ),
+        window_end_at=("ends", TZ),
+    )
     rows = await conn.execute(
-        text(
-            """
-            INSERT INTO daily_report (report_day, window_start_at, window_end_at)
-            SELECT * FROM unnest(CAST(:days AS date[]), CAST(:starts AS timestamptz[]),
-                                 CAST(:ends AS timestamptz[]))
-            ON CONFLICT (report_day) DO NOTHING
-            RETURNING report_day
-            """
-        ),
+        insert(DailyReport)
+        .from_select(
+            [DailyReport.report_day, DailyReport.window_start_at, DailyReport.window_end_at],
+            select(planned.c.report_day, planned.c.window_start_at, planned.c.window_end_at),
+        )
+        .on_conflict_do_nothing(index_elements=[DailyReport.report_day])
+        .returning(DailyReport.report_day),
         {
             "days": [d.day for d in days],
             "starts": [d.window_start_at for d in days],
             "ends": [d.window_end_at for d in days],
         },
     )
-    return sorted(row[0] for row in rows)
+    return sorted(rows.scalars())
 
 
 async def claim_next(
@@ -62,46 +90,51 @@ async def claim_next(
 
     Its first claim gives the day its Message-ID, kept for every later try.
     """
+    owed = (
+        select(
+            DailyReport.report_day,
+            DailyReport.claimed_by.label("previous_owner"),
+            DailyReport.claimed_at.label("previous_claim"),
+        )
+        .where(
+            is_owed(),
+            or_(DailyReport.claimed_at.is_(None), DailyReport.claimed_at <= now - lease),
+            or_(DailyReport.next_attempt_at.is_(None), DailyReport.next_attempt_at <= now),
+        )
+        .order_by(DailyReport.report_day)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .cte("owed")
+    )
+    new_message_id = (
+        "<herald-report."
+        + cast(DailyReport.report_day, Text)
+        + f".{uuid.uuid4().hex}@{sender_domain}>"
+    )
     row = (
         await conn.execute(
-            text(
-                """
-                WITH owed AS (
-                    SELECT report_day, claimed_by AS previous_owner, claimed_at AS previous_claim
-                    FROM daily_report
-                    WHERE status = 'sending'
-                      AND (claimed_at IS NULL OR claimed_at <= :stale_before)
-                      AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-                    ORDER BY report_day
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE daily_report AS d
-                SET claimed_at = :now, claimed_by = :owner, attempts = d.attempts + 1,
-                    message_id = coalesce(
-                        d.message_id,
-                        '<herald-report.' || d.report_day || '.' || :token || '@' || :domain || '>'
-                    )
-                FROM owed
-                WHERE d.report_day = owed.report_day
-                RETURNING d.report_day, d.window_start_at, d.window_end_at, d.attempts,
-                          d.message_id,
-                          CASE WHEN owed.previous_claim IS NULL THEN NULL
-                               ELSE coalesce(owed.previous_owner, '?') END
-                """
-            ),
-            {
-                "now": now,
-                "stale_before": now - lease,
-                "owner": owner,
-                "token": uuid.uuid4().hex,
-                "domain": sender_domain,
-            },
+            update(DailyReport)
+            .where(DailyReport.report_day == owed.c.report_day)
+            .values(
+                claimed_at=now,
+                claimed_by=owner,
+                attempts=DailyReport.attempts + 1,
+                message_id=func.coalesce(DailyReport.message_id, new_message_id),
+            )
+            .returning(
+                DailyReport.report_day.label("day"),
+                DailyReport.window_start_at,
+                DailyReport.window_end_at,
+                DailyReport.attempts.label("attempt"),
+                DailyReport.message_id,
+                case(
+                    (owed.c.previous_claim.is_(None), null()),
+                    else_=func.coalesce(owed.c.previous_owner, "?"),
+                ).label("previous_owner"),
+            )
         )
     ).first()
-    if row is None:
-        return None
-    return Claim(row[0], row[1], row[2], row[3], row[4], row[5])
+    return None if row is None else Claim(**row._mapping)
 
 
 async def mark_sent(conn: AsyncConnection, day: date, now: datetime, recipients: int) -> bool:
@@ -110,13 +143,9 @@ async def mark_sent(conn: AsyncConnection, day: date, now: datetime, recipients:
     Not fenced by the attempt: a delivered mail is a fact, whoever holds the claim now.
     """
     result = await conn.execute(
-        text(
-            """
-            UPDATE daily_report SET status = 'sent', sent_at = :now, recipients = :recipients
-            WHERE report_day = :day AND status = 'sending'
-            """
-        ),
-        {"day": day, "now": now, "recipients": recipients},
+        update(DailyReport)
+        .where(DailyReport.report_day == day, is_owed())
+        .values(status=ReportStatus.SENT, sent_at=now, recipients=recipients)
     )
     return result.rowcount == 1
 
@@ -126,22 +155,14 @@ async def mark_failed(
 ) -> bool:
     """Release the claim until ``retry_at``; fenced, so a stale try cannot undo a newer one."""
     result = await conn.execute(
-        text(
-            """
-            UPDATE daily_report
-            SET claimed_at = NULL, claimed_by = NULL, last_error = :error,
-                next_attempt_at = :retry_at
-            WHERE report_day = :day AND status = 'sending'
-              AND claimed_by = :owner AND attempts = :attempt
-            """
-        ),
-        {
-            "day": claim.day,
-            "owner": owner,
-            "attempt": claim.attempt,
-            "error": error[:2000],
-            "retry_at": retry_at,
-        },
+        update(DailyReport)
+        .where(
+            DailyReport.report_day == claim.day,
+            is_owed(),
+            DailyReport.claimed_by == owner,
+            DailyReport.attempts == claim.attempt,
+        )
+        .values(claimed_at=None, claimed_by=None, last_error=error[:2000], next_attempt_at=retry_at)
     )
     return result.rowcount == 1
 
@@ -150,9 +171,10 @@ async def summary(conn: AsyncConnection) -> tuple[datetime | None, int]:
     """When the latest report was sent, and how many days are still owed."""
     row = (
         await conn.execute(
-            text(
-                "SELECT max(sent_at), count(*) FILTER (WHERE status = 'sending') FROM daily_report"
+            select(
+                func.max(DailyReport.sent_at).label("last_sent_at"),
+                func.count().filter(is_owed()).label("owed"),
             )
         )
     ).one()
-    return row[0], int(row[1])
+    return row.last_sent_at, int(row.owed)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -17,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from herald_common.broker import Outgoing, Publisher
 from herald_common.db import with_retries
-from herald_common.jobs import delivery_jobs, group_by_mailing
+from herald_common.jobs import delivery_jobs
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.outbox import add_to_outbox, publish_written, relay_stale
 from herald_common.rules.backoff import pause_after_failures_s
 from herald_common.statuses import MessageStatus
-from herald_scheduler import metrics, planning
+from herald_common.tables import message_count
+from herald_scheduler import metrics, queries
 from herald_scheduler.settings import SchedulerSettings
 
 log = structlog.get_logger()
@@ -34,8 +36,49 @@ PROGRESS_EVERY_S = 10.0
 # The longest a mailing whose fan-out keeps failing waits between tries.
 FANOUT_HOLD_MAX_S = 60.0
 
-Requeue = Callable[[AsyncConnection, int], Awaitable[list[tuple[int, int]]]]
+Requeue = Callable[[AsyncConnection, int], Awaitable[list[queries.Requeued]]]
 ReadyJobs = Callable[[], Awaitable[int | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobsWritten:
+    """Messages created, committed with their delivery jobs in the outbox."""
+
+    message_ids: list[int]
+    outbox_ids: list[int]
+    jobs: list[Outgoing]
+
+    @staticmethod
+    def joined(parts: Sequence[JobsWritten]) -> JobsWritten:
+        return JobsWritten(
+            [i for part in parts for i in part.message_ids],
+            [i for part in parts for i in part.outbox_ids],
+            [job for part in parts for job in part.jobs],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FannedOut:
+    """One fan-out step of a mailing, committed."""
+
+    mailing: queries.DueMailing
+    done: bool  # every matching client has its message
+    written: JobsWritten
+
+
+@dataclass(frozen=True, slots=True)
+class Requeueing:
+    """Messages given back to ``pending`` by a sweep, committed with their new jobs."""
+
+    by_mailing: dict[int, list[int]]  # mailing id → message ids
+    outbox_ids: list[int]
+    jobs: list[Outgoing]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    expired: int  # messages expired because their mailing ended
+    finished: list[int]  # mailings marked finished
 
 
 async def _unknown_backlog() -> int | None:
@@ -100,7 +143,7 @@ class Scheduler:
         poll = self._settings.scheduler_poll_interval_s
         try:
             async with self._engine.connect() as conn:
-                until_next = await planning.next_start_in_s(conn)
+                until_next = await queries.next_start_in_s(conn)
         except Exception:  # the next round's steps will say what is wrong
             return poll
         return poll if until_next is None else min(poll, until_next)
@@ -140,7 +183,7 @@ class Scheduler:
 
     async def _sample_progress(self) -> None:
         async with self._engine.begin() as conn:
-            await planning.sample_progress(conn)
+            await queries.sample_progress(conn)
 
     async def fan_out_once(self) -> bool:
         """Create and enqueue the next chunks of one due mailing's messages.
@@ -152,28 +195,23 @@ class Scheduler:
         them, and ``ON CONFLICT DO NOTHING`` makes the redo create only what is missing.
         """
 
-        async def step() -> (
-            tuple[planning.DueMailing, bool, list[int], list[int], list[Outgoing]] | None
-        ):
+        async def step() -> FannedOut | None:
             async with self._engine.begin() as conn:
-                mailing = await planning.lock_due_mailing(conn, self._held_back_now())
-                if mailing is None:
+                due = await queries.lock_due_mailing(conn, self._held_back_now())
+                if due is None:
                     return None
-                locked.append(mailing.id)
-                plan = await planning.plan_fan_out_step(
+                locked.append(due.id)
+                plan = await queries.plan_fan_out_step(
                     conn,
-                    mailing,
+                    due,
                     self._settings.fanout_chunk_size,
                     self._settings.fanout_parallelism,
                 )
                 chunks = await asyncio.gather(
-                    *(self._create_chunk(mailing, rng) for rng in plan.ranges)
+                    *(self._create_chunk(due, clients) for clients in plan.ranges)
                 )
-                await planning.advance_fan_out(conn, mailing, plan)
-            created = [mid for ids, _, _ in chunks for mid in ids]
-            outbox_ids = [oid for _, oids, _ in chunks for oid in oids]
-            jobs = [job for _, _, js in chunks for job in js]
-            return mailing, plan.done, created, outbox_ids, jobs
+                await queries.advance_fan_out(conn, due, plan)
+            return FannedOut(due, plan.done, JobsWritten.joined(chunks))
 
         started = time.perf_counter()
         locked: list[int] = []  # the mailing a failed step was working on, if any
@@ -187,22 +225,28 @@ class Scheduler:
             await self.finish_publishing()
             return False
         metrics.FANOUT_CHUNK_SECONDS.observe(time.perf_counter() - started)
-        mailing, done, message_ids, outbox_ids, jobs = result
-        self._held_back.pop(mailing.id, None)
-        created = len(message_ids)
+        due, written = result.mailing, result.written
+        self._held_back.pop(due.id, None)
+        created = len(written.message_ids)
         metrics.FANOUT_MESSAGES.inc(created)
         MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(created)
-        if not mailing.started:
-            lag = (datetime.now(UTC) - mailing.starts_at).total_seconds()
+        if not due.started:
+            lag = (datetime.now(UTC) - due.starts_at).total_seconds()
             metrics.START_LAG.observe(max(lag, 0.0))
-            log.info("mailing_started", mailing_id=mailing.id, start_lag_s=round(lag, 3))
-        log.info("fanout_chunk", mailing_id=mailing.id, messages=created, jobs=len(jobs), done=done)
+            log.info("mailing_started", mailing_id=due.id, start_lag_s=round(lag, 3))
+        log.info(
+            "fanout_chunk",
+            mailing_id=due.id,
+            messages=created,
+            jobs=len(written.jobs),
+            done=result.done,
+        )
         # The chunk is committed (its jobs are in the outbox): publish them while the next
         # chunk is inserted, one chunk at a time, so PostgreSQL and the broker work side by
         # side instead of in turn and at most two chunks of jobs are ever in memory.
         await self.finish_publishing()
         self._fanout_publish = asyncio.create_task(
-            self._publish_chunk(mailing.id, outbox_ids, jobs, done)
+            self._publish_chunk(due.id, written.outbox_ids, written.jobs, result.done)
         )
         return True
 
@@ -226,12 +270,12 @@ class Scheduler:
         )
 
     async def _create_chunk(
-        self, mailing: planning.DueMailing, rng: planning.FanOutRange
-    ) -> tuple[list[int], list[int], list[Outgoing]]:
+        self, due: queries.DueMailing, clients: queries.ClientRange
+    ) -> JobsWritten:
         async with self._engine.begin() as conn:
-            message_ids = await planning.create_messages(conn, mailing, rng)
-            jobs = delivery_jobs(mailing.id, message_ids, self._settings.job_size)
-            return message_ids, await add_to_outbox(conn, jobs), jobs
+            message_ids = await queries.create_messages(conn, due, clients)
+            jobs = delivery_jobs(due.id, message_ids, self._settings.job_size)
+            return JobsWritten(message_ids, await add_to_outbox(conn, jobs), jobs)
 
     async def finish_publishing(self) -> None:
         """Wait for the fan-out's jobs still being published (a crash meanwhile leaves them in
@@ -252,10 +296,10 @@ class Scheduler:
         limit = self._settings.sweep_batch_size
 
         async def opened() -> bool:
-            return await self._requeue(planning.requeue_deferred, "window_opened") == limit
+            return await self._requeue(queries.requeue_deferred, "window_opened") == limit
 
         async def orphans() -> bool:
-            return await self._requeue(planning.recover_expired_leases, "lease_expired") == limit
+            return await self._requeue(queries.recover_expired_leases, "lease_expired") == limit
 
         busy = await self._guarded("window_opened", opened)
         return await self._guarded("lease_expired", orphans) or busy
@@ -267,30 +311,31 @@ class Scheduler:
             return 0
         stale = timedelta(seconds=self._settings.stale_job_s)
 
-        async def sweep(conn: AsyncConnection, limit: int) -> list[tuple[int, int]]:
-            return await planning.requeue_lost_jobs(conn, limit, stale)
+        async def sweep(conn: AsyncConnection, limit: int) -> list[queries.Requeued]:
+            return await queries.requeue_lost_jobs(conn, limit, stale)
 
         return await self._requeue(sweep, "job_lost")
 
     async def _requeue(self, sweep: Requeue, reason: str) -> int:
-        async def step() -> tuple[list[tuple[int, int]], list[int], list[Outgoing]]:
+        async def step() -> Requeueing:
             async with self._engine.begin() as conn:
-                moved = await sweep(conn, self._settings.sweep_batch_size)
+                moved = queries.by_mailing(await sweep(conn, self._settings.sweep_batch_size))
                 jobs: list[Outgoing] = []
-                for mailing_id, ids in group_by_mailing(moved).items():
+                for mailing_id, ids in moved.items():
                     jobs += delivery_jobs(mailing_id, ids, self._settings.job_size)
-                return moved, await add_to_outbox(conn, jobs), jobs
+                return Requeueing(moved, await add_to_outbox(conn, jobs), jobs)
 
-        moved, outbox_ids, jobs = await with_retries(step)
-        if not moved:
+        result = await with_retries(step)
+        count = sum(len(ids) for ids in result.by_mailing.values())
+        if not count:
             return 0
-        metrics.REQUEUED.labels(reason).inc(len(moved))
-        MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(len(moved))
+        metrics.REQUEUED.labels(reason).inc(count)
+        MESSAGE_TRANSITIONS.labels(MessageStatus.PENDING).inc(count)
         emit = log.info if reason == "window_opened" else log.warning
-        for mailing_id, ids in group_by_mailing(moved).items():
+        for mailing_id, ids in result.by_mailing.items():
             emit("messages_requeued", reason=reason, mailing_id=mailing_id, message_ids=ids)
-        await self._publish(outbox_ids, jobs)
-        return len(moved)
+        await self._publish(result.outbox_ids, result.jobs)
+        return count
 
     async def housekeeping(self) -> bool:
         """End what is over, find lost jobs, relay the outbox: each on its own."""
@@ -309,7 +354,7 @@ class Scheduler:
         """One batch of retention (HERALD_RETENTION_DAYS) a round, so it never holds up the
         rest; a mailing of ten million messages is gone within a quarter of an hour."""
         async with self._engine.begin() as conn:
-            pruned = await planning.prune_finished_messages(
+            pruned = await queries.prune_finished_messages(
                 conn, self._settings.retention_days, self._settings.retention_batch_size
             )
         if pruned is None:
@@ -319,21 +364,21 @@ class Scheduler:
             log.info("mailing_messages_pruned", mailing_id=pruned.mailing_id)
 
     async def expire_and_finish(self) -> bool:
-        async def step() -> tuple[int, list[int]]:
+        async def step() -> Ending:
             async with self._engine.begin() as conn:
-                expired = await planning.expire_ended(conn, self._settings.sweep_batch_size)
-                finished = await planning.finish_settled(conn)
-                await planning.fold_counters(conn, finished)
-                await planning.prune_idempotency_keys(conn)
-                return expired, finished
+                expired = await queries.expire_ended(conn, self._settings.sweep_batch_size)
+                finished = await queries.finish_settled(conn)
+                await message_count.fold_shards(conn, finished)
+                await queries.prune_idempotency_keys(conn)
+                return Ending(expired, finished)
 
-        expired, finished = await with_retries(step)
-        if expired:
-            MESSAGE_TRANSITIONS.labels(MessageStatus.EXPIRED).inc(expired)
-            log.info("messages_expired", messages=expired)
-        for mailing_id in finished:
+        ending = await with_retries(step)
+        if ending.expired:
+            MESSAGE_TRANSITIONS.labels(MessageStatus.EXPIRED).inc(ending.expired)
+            log.info("messages_expired", messages=ending.expired)
+        for mailing_id in ending.finished:
             log.info("mailing_finished", mailing_id=mailing_id)
-        return expired == self._settings.sweep_batch_size
+        return ending.expired == self._settings.sweep_batch_size
 
     async def relay_outbox(self) -> bool:
         """Publish what writers left in the outbox; True when some got through."""
@@ -360,14 +405,14 @@ class Scheduler:
 
     async def refresh_gauges(self) -> None:
         async with self._engine.connect() as conn:
-            view = await planning.overview(conn)
+            view = await queries.overview(conn)
         for state, count in view.mailings.items():
             metrics.MAILINGS.labels(state).set(count)
         metrics.START_OVERDUE.set(view.overdue)
         for status in MessageStatus:
             metrics.ACTIVE_MESSAGES.labels(status.value).set(view.active_messages.get(status, 0))
-        metrics.OUTBOX_BACKLOG.set(view.outbox)
-        metrics.OUTBOX_QUARANTINED.set(view.outbox_quarantined)
+        metrics.OUTBOX_BACKLOG.set(view.outbox.waiting)
+        metrics.OUTBOX_QUARANTINED.set(view.outbox.quarantined)
 
     async def _publish(self, outbox_ids: Sequence[int], jobs: Sequence[Outgoing]) -> None:
         try:

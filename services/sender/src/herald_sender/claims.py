@@ -10,12 +10,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    any_,
+    bindparam,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from herald_common.rules.delivery import Action, Decision, MessageSnapshot, plan_delivery
+from herald_common.db import array_rows
+from herald_common.models import TZ, Client, Mailing, Message
+from herald_common.rules.delivery import (
+    STATUS_OF,
+    Action,
+    Decision,
+    MessageSnapshot,
+    plan_delivery,
+)
 from herald_common.rules.windows import SendWindow
 from herald_common.statuses import MessageStatus
+from herald_common.tables import client, mailing
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,46 +63,52 @@ class Settled:
     decision: Decision
 
 
-STATUS_OF = {
-    Action.CANCEL: MessageStatus.CANCELLED,
-    Action.EXPIRE: MessageStatus.EXPIRED,
-    Action.FAIL: MessageStatus.FAILED,
-    Action.DEFER: MessageStatus.DEFERRED,
-    Action.SEND: MessageStatus.SENDING,
-    Action.PAUSE: MessageStatus.PAUSED,
-}
-
-_SELECT = text(
-    """
-    SELECT m.id, m.mailing_id, m.client_id, m.status, m.attempts, m.lease_until,
-           c.phone, c.timezone, c.deleted_at IS NOT NULL AS client_deleted,
-           ml.text, ml.ends_at, ml.window_start, ml.window_end,
-           ml.deleted_at IS NOT NULL AS mailing_deleted,
-           ml.paused_at IS NOT NULL AS mailing_paused
-    FROM message m
-    JOIN client c ON c.id = m.client_id
-    JOIN mailing ml ON ml.id = m.mailing_id
-    WHERE m.id = ANY(:ids)
-    ORDER BY m.id
-    FOR UPDATE OF m
-    """
+_SELECT = (
+    select(
+        Message.id,
+        Message.mailing_id,
+        Message.client_id,
+        Message.status,
+        Message.attempts,
+        Message.lease_until,
+        Client.phone,
+        Client.timezone,
+        (~client.is_live()).label("client_deleted"),
+        Mailing.text,
+        Mailing.ends_at,
+        Mailing.window_start,
+        Mailing.window_end,
+        (~mailing.is_live()).label("mailing_deleted"),
+        mailing.is_paused().label("mailing_paused"),
+    )
+    .join(Client, Client.id == Message.client_id)
+    .join(Mailing, Mailing.id == Message.mailing_id)
+    .where(Message.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    .order_by(Message.id)
+    .with_for_update(of=Message)
 )
 
-_APPLY = text(
-    """
-    UPDATE message m SET
-        status = v.status,
-        attempts = m.attempts + v.increment,
-        lease_until = v.lease_until,
-        next_attempt_at = v.next_attempt_at,
-        last_error = coalesce(v.reason, m.last_error),
-        updated_at = now()
-    FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:increments AS int[]),
-        CAST(:leases AS timestamptz[]), CAST(:nexts AS timestamptz[]), CAST(:reasons AS text[])
-    ) AS v(id, status, increment, lease_until, next_attempt_at, reason)
-    WHERE m.id = v.id
-    """
+# Every decision of a job in one UPDATE: the columns come in as arrays, one element a message.
+_DECIDED = array_rows(
+    "v",
+    id=("ids", BigInteger()),
+    status=("statuses", String()),
+    increment=("increments", Integer()),
+    lease_until=("leases", TZ),
+    next_attempt_at=("nexts", TZ),
+    reason=("reasons", Text()),
+)
+_APPLY = (
+    update(Message)
+    .where(Message.id == _DECIDED.c.id)
+    .values(
+        status=_DECIDED.c.status,
+        attempts=Message.attempts + _DECIDED.c.increment,
+        lease_until=_DECIDED.c.lease_until,
+        next_attempt_at=_DECIDED.c.next_attempt_at,
+        last_error=func.coalesce(_DECIDED.c.reason, Message.last_error),
+        updated_at=func.now(),
+    )
 )
 
 

@@ -58,13 +58,13 @@ async def sweep_dead_letters(
     """Read every job in herald.dead; with ``replay``, republish the matching ones (confirmed)
     to herald.deliver and acknowledge them; everything else goes back where it was."""
     connection = await connect(amqp_url, "herald-dead-letters")
-    result = Sweep()
+    sweep = Sweep()
     held: list[AbstractIncomingMessage] = []
     try:
         channel = await connection.channel()
         publisher = await Publisher.open(connection)
         queue = await channel.get_queue(DEAD_QUEUE)
-        while limit is None or result.total_moved < limit:
+        while limit is None or sweep.total_moved < limit:
             message = await queue.get(fail=False)
             if message is None:
                 break
@@ -72,36 +72,36 @@ async def sweep_dead_letters(
             try:
                 job = DeliveryJob.decode(message.body)
             except ValidationError:
-                result.unreadable += 1
+                sweep.unreadable += 1
                 held.append(message)
                 continue
             if mailing_id is not None and job.mailing_id != mailing_id:
-                result.kept[job.mailing_id] += 1
+                sweep.kept[job.mailing_id] += 1
                 held.append(message)
                 continue
             if not replay:  # counted as it would move
-                result.moved[job.mailing_id] += 1
+                sweep.moved[job.mailing_id] += 1
                 held.append(message)
                 continue
             await publisher.publish(redelivery_job(job.mailing_id, job.message_ids))
             await message.ack()
-            result.moved[job.mailing_id] += 1
+            sweep.moved[job.mailing_id] += 1
     finally:
         # Held back unacknowledged until the end, so that the pass never reads them twice.
         for message in held:
             await message.nack(requeue=True)
         await connection.close()
-    return result
+    return sweep
 
 
-def _report(result: Sweep, verb: str) -> None:
+def _report(sweep: Sweep, verb: str) -> None:
     table = Table("mailing", verb, "left in herald.dead")
-    for mailing in sorted(set(result.moved) | set(result.kept)):
-        table.add_row(str(mailing), str(result.moved[mailing]), str(result.kept[mailing]))
+    for mailing in sorted(set(sweep.moved) | set(sweep.kept)):
+        table.add_row(str(mailing), str(sweep.moved[mailing]), str(sweep.kept[mailing]))
     console.print(table)
-    if result.unreadable:
+    if sweep.unreadable:
         console.print(
-            f"{result.unreadable} unreadable job(s) left in herald.dead: not delivery jobs "
+            f"{sweep.unreadable} unreadable job(s) left in herald.dead: not delivery jobs "
             "Herald can read; inspect them in the management UI, then purge them."
         )
 
@@ -120,8 +120,8 @@ def show(
     mailing: Annotated[int | None, typer.Option(help="Only this mailing's jobs.")] = None,
 ) -> None:
     """Count the jobs in herald.dead by mailing; nothing is moved."""
-    result = asyncio.run(sweep_dead_letters(_settings().amqp_url, replay=False, mailing_id=mailing))
-    _report(result, "jobs")
+    sweep = asyncio.run(sweep_dead_letters(_settings().amqp_url, replay=False, mailing_id=mailing))
+    _report(sweep, "jobs")
 
 
 @app.command()
@@ -130,11 +130,11 @@ def replay(
     limit: Annotated[int | None, typer.Option(min=1, help="Move at most this many.")] = None,
 ) -> None:
     """Move the jobs back into herald.deliver (settled messages are skipped when they come)."""
-    result = asyncio.run(
+    sweep = asyncio.run(
         sweep_dead_letters(_settings().amqp_url, replay=True, mailing_id=mailing, limit=limit)
     )
-    _report(result, "replayed")
-    console.print(f"{result.total_moved} job(s) back in herald.deliver")
+    _report(sweep, "replayed")
+    console.print(f"{sweep.total_moved} job(s) back in herald.deliver")
 
 
 def run() -> None:

@@ -6,6 +6,9 @@
   and an optional global rate limit (``HERALD_RATE_LIMIT_PER_S``) is enforced as a GCRA over
   one row, so replicas together never exceed it.
 
+What each reply means (which one counts as what, which one pauses) is ``rules/outcomes.py``'s
+to say; the gate carries it out.
+
 Waiting happens before messages are claimed, so nothing claimed waits here; messages claimed
 just before the gate closed are postponed without spending an attempt.
 """
@@ -15,20 +18,24 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.clock import DatabaseClock
+from herald_common.models import ProviderThrottle
 from herald_common.rules.breaker import CallKind, CircuitBreaker, CircuitState
+from herald_common.rules.outcomes import BREAKER_KINDS, Postponement, Reply
 from herald_sender import metrics
 from herald_sender.provider import CallResult
 
 log = structlog.get_logger()
 
-THROTTLE = "provider"
+THROTTLE_ROW = "provider"  # provider_throttle.name
+_THE_ROW = ProviderThrottle.name == THROTTLE_ROW
 REFRESH_S = 1.0
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_NAP_S = 1.0
@@ -40,17 +47,6 @@ PAUSE_SLACK_S = 1.0
 class Admission:
     count: int
     probe: bool
-
-
-def kind_of(result: CallResult) -> CallKind | None:
-    """How a call counts for the breaker; None for a 429 (alive, but asking us to slow down)."""
-    if result.http_status in (401, 403):
-        return CallKind.AUTH
-    if result.http_status == 429:
-        return None
-    if result.outcome in ("sent", "permanent"):
-        return CallKind.SUCCESS
-    return CallKind.FAILURE
 
 
 class ProviderGate:
@@ -114,13 +110,20 @@ class ProviderGate:
             return 0.0
         return max(self._breaker.open_until - time.monotonic(), self._breaker.base_cooldown_s)
 
-    async def after_call(self, result: CallResult, probe: bool) -> None:
-        kind = kind_of(result)
-        if kind is None:
+    def blocked_by(self) -> Postponement:
+        """What ``blocked_for_s`` holds calls back for: the open circuit, or the shared pause."""
+        if self._breaker.state != CircuitState.CLOSED:
+            return Postponement.CIRCUIT_OPEN
+        return Postponement.THROTTLED
+
+    async def after_call(self, reply: Reply, result: CallResult, probe: bool) -> None:
+        """Pause every replica when the provider asks to be left alone, else count the call."""
+        if reply is Reply.THROTTLED:
             await self.pause_all(result.judgement.retry_after_s or DEFAULT_RETRY_AFTER_S)
             if probe:
                 self._breaker.cancel_probe()
             return
+        kind = BREAKER_KINDS[reply]
         opened = self._breaker.record(time.monotonic(), kind, probe)
         self._publish_state()
         if opened:
@@ -152,15 +155,15 @@ class ProviderGate:
             try:
                 async with self._engine.begin() as conn:
                     until = await conn.scalar(
-                        text(
-                            """
-                            UPDATE provider_throttle SET paused_until = greatest(
-                                coalesce(paused_until, now()), now() + make_interval(secs => :s))
-                            WHERE name = :name
-                            RETURNING extract(epoch FROM paused_until)
-                            """
-                        ),
-                        {"s": seconds, "name": THROTTLE},
+                        update(ProviderThrottle)
+                        .where(_THE_ROW)
+                        .values(
+                            paused_until=func.greatest(
+                                func.coalesce(ProviderThrottle.paused_until, func.now()),
+                                func.now() + timedelta(seconds=seconds),
+                            )
+                        )
+                        .returning(func.extract("epoch", ProviderThrottle.paused_until))
                     )
             except SQLAlchemyError as error:
                 until = wanted
@@ -174,11 +177,7 @@ class ProviderGate:
         self._refreshed_at = now
         async with self._engine.connect() as conn:
             until = await conn.scalar(
-                text(
-                    "SELECT extract(epoch FROM paused_until) FROM provider_throttle "
-                    "WHERE name = :name"
-                ),
-                {"name": THROTTLE},
+                select(func.extract("epoch", ProviderThrottle.paused_until)).where(_THE_ROW)
             )
         self._paused_until = float(until or 0)
 
@@ -186,15 +185,13 @@ class ProviderGate:
         """GCRA over the shared row: seconds to wait before ``count`` calls may start."""
         async with self._engine.begin() as conn:
             ahead = await conn.scalar(
-                text(
-                    """
-                    UPDATE provider_throttle
-                    SET tat = greatest(tat, now()) + make_interval(secs => :cost)
-                    WHERE name = :name
-                    RETURNING extract(epoch FROM tat - now())
-                    """
-                ),
-                {"cost": count / self._rate, "name": THROTTLE},
+                update(ProviderThrottle)
+                .where(_THE_ROW)
+                .values(
+                    tat=func.greatest(ProviderThrottle.tat, func.now())
+                    + timedelta(seconds=count / self._rate)
+                )
+                .returning(func.extract("epoch", ProviderThrottle.tat - func.now()))
             )
         # Conforming while the theoretical arrival time stays within one burst of now.
         return max(float(ahead or 0) - self._burst_s, 0.0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from herald_common.rules.replies import ReplyJudgement, Verdict, judge_reply
+from herald_common.rules.replies import ReplyJudgement, Verdict, excerpt, judge_reply
 
 MAX_BODY_BYTES = 64 * 1024
 # Serialised once with orjson: aiohttp's json= path costs several percent of a sender's CPU.
@@ -32,8 +32,8 @@ class CallResult:
     ended_by: str = "http"
 
     @property
-    def outcome(self) -> str:
-        """The bounded label of herald_provider_calls_total."""
+    def metric_label(self) -> str:
+        """How the call went, as herald_provider_calls_total's bounded ``outcome`` label."""
         if self.ended_by == "timeout":
             return "timeout"
         if self.ended_by == "connection":
@@ -80,7 +80,7 @@ class ProviderClient:
         connection (from the pool or a new one) must not take longer, so that a slow connect
         cannot carry the request past the end."""
         assert self._session is not None, "use ProviderClient as an async context manager"
-        body = orjson.dumps({"id": message_id, "phone": int(phone), "text": text})
+        payload = orjson.dumps({"id": message_id, "phone": int(phone), "text": text})
         timeout = self._timeout
         if connect_within_s is not None and connect_within_s < (timeout.sock_connect or 0):
             timeout = aiohttp.ClientTimeout(
@@ -92,16 +92,14 @@ class ProviderClient:
         uncertain = True  # until we know the request never left
         try:
             async with self._session.post(
-                f"{self._base}/send/{message_id}", data=body, headers=JSON_HEADERS, timeout=timeout
+                f"{self._base}/send/{message_id}",
+                data=payload,
+                headers=JSON_HEADERS,
+                timeout=timeout,
             ) as resp:
                 body = await resp.content.read(MAX_BODY_BYTES)
                 judgement = judge_reply(resp.status, body, resp.headers.get("Retry-After"))
-                return CallResult(
-                    judgement,
-                    resp.status,
-                    _ms(started),
-                    body[:200].decode("utf-8", errors="replace"),
-                )
+                return CallResult(judgement, resp.status, _ms(started), excerpt(body))
         except aiohttp.ConnectionTimeoutError:
             # No connection in time: the request never left.
             reason, ended_by, uncertain = (

@@ -8,50 +8,62 @@ with the process, and then the lease makes the scheduler re-queue the message.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Integer, String, Text, func, null, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from herald_common.broker import Outgoing, Publisher
+from herald_common.db import array_rows
+from herald_common.models import TZ, Message
 from herald_common.outbox import add_to_outbox, publish_written
-from herald_common.statuses import MessageStatus
+from herald_common.rules.outcomes import Outcome
+from herald_common.tables import message
 from herald_sender import metrics
 
 log = structlog.get_logger()
 
 
 @dataclass(slots=True)
-class Outcome:
+class _Queued:
+    """An outcome waiting for its batch, with what writing it needs besides the rule's answer."""
+
     message_id: int
-    fence_attempts: int  # the attempts value this sender claimed with
-    status: MessageStatus
-    attempts: int
-    error: str | None = None
-    sent_at: datetime | None = None
-    next_attempt_at: datetime | None = None
-    retry: Outgoing | None = None
-    retry_tier_ms: int = 0
-    done: asyncio.Future[bool] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
+    claimed_attempts: int  # fences the write: a newer claim has counted one more
+    outcome: Outcome
+    retry: Outgoing | None  # published once the outcome is committed
+    done: asyncio.Future[bool]
+
+
+# A batch of outcomes in one UPDATE: the columns come in as arrays, one element a message.
+_OUTCOMES = array_rows(
+    "v",
+    id=("ids", BigInteger()),
+    fence=("fences", Integer()),
+    status=("statuses", String()),
+    attempts=("attempt_counts", Integer()),
+    error=("errors", Text()),
+    sent_at=("sent", TZ),
+    next_attempt_at=("nexts", TZ),
+)
+_UPDATE = (
+    update(Message)
+    .where(
+        Message.id == _OUTCOMES.c.id,
+        Message.attempts == _OUTCOMES.c.fence,
+        message.awaits_outcome(),
     )
-
-
-_UPDATE = text(
-    """
-    UPDATE message m SET
-        status = v.status, attempts = v.attempts, last_error = v.error, sent_at = v.sent_at,
-        next_attempt_at = v.next_attempt_at, lease_until = NULL, updated_at = now()
-    FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:fences AS int[]), CAST(:statuses AS varchar[]),
-        CAST(:attempts AS int[]), CAST(:errors AS text[]), CAST(:sent AS timestamptz[]),
-        CAST(:nexts AS timestamptz[])
-    ) AS v(id, fence, status, attempts, error, sent_at, next_attempt_at)
-    WHERE m.id = v.id AND m.attempts = v.fence AND m.status IN ('sending', 'pending')
-    RETURNING m.id
-    """
+    .values(
+        status=_OUTCOMES.c.status,
+        attempts=_OUTCOMES.c.attempts,
+        last_error=_OUTCOMES.c.error,
+        sent_at=_OUTCOMES.c.sent_at,
+        next_attempt_at=_OUTCOMES.c.next_attempt_at,
+        lease_until=null(),
+        updated_at=func.now(),
+    )
+    .returning(Message.id)
 )
 
 
@@ -67,7 +79,7 @@ class Recorder:
         self._publisher = publisher
         self._batch_size = batch_size
         self._interval_s = interval_s
-        self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -77,10 +89,19 @@ class Recorder:
         if self._task is not None:
             self._task.cancel()
 
-    async def record(self, outcome: Outcome) -> bool:
-        """Queue the outcome; True once written, False if a newer claim had superseded ours."""
-        await self._queue.put(outcome)
-        return await outcome.done
+    async def record(
+        self,
+        outcome: Outcome,
+        *,
+        message_id: int,
+        claimed_attempts: int,
+        retry: Outgoing | None = None,
+    ) -> bool:
+        """Queue the outcome of the claim that counted ``claimed_attempts``; True once written,
+        False if a newer claim had superseded it. ``retry`` is published after the commit."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Queued(message_id, claimed_attempts, outcome, retry, done))
+        return await done
 
     async def _run(self) -> None:
         while True:
@@ -91,7 +112,7 @@ class Recorder:
                 batch.append(self._queue.get_nowait())
             await self._write_until_done(batch)
 
-    async def _write_until_done(self, batch: list[Outcome]) -> None:
+    async def _write_until_done(self, batch: list[_Queued]) -> None:
         delay = 0.1
         while True:
             try:
@@ -106,32 +127,32 @@ class Recorder:
                 await publish_written(self._engine, self._publisher, outbox_ids, retries)
             except Exception as error:
                 log.warning("publish_deferred_to_relay", jobs=len(retries), error=repr(error))
-        for outcome in batch:
-            if not outcome.done.done():
-                outcome.done.set_result(outcome.message_id in applied)
+        for queued in batch:
+            if not queued.done.done():
+                queued.done.set_result(queued.message_id in applied)
 
-    async def _write(self, batch: list[Outcome]) -> tuple[set[int], list[int], list[Outgoing]]:
+    async def _write(self, batch: list[_Queued]) -> tuple[set[int], list[int], list[Outgoing]]:
         metrics.OUTCOME_BATCH.observe(len(batch))
         with metrics.OUTCOME_WRITE_SECONDS.time():
             return await self._write_batch(batch)
 
     async def _write_batch(
-        self, batch: list[Outcome]
+        self, batch: list[_Queued]
     ) -> tuple[set[int], list[int], list[Outgoing]]:
         async with self._engine.begin() as conn:
             rows = await conn.execute(
                 _UPDATE,
                 {
-                    "ids": [o.message_id for o in batch],
-                    "fences": [o.fence_attempts for o in batch],
-                    "statuses": [o.status.value for o in batch],
-                    "attempts": [o.attempts for o in batch],
-                    "errors": [o.error for o in batch],
-                    "sent": [o.sent_at for o in batch],
-                    "nexts": [o.next_attempt_at for o in batch],
+                    "ids": [q.message_id for q in batch],
+                    "fences": [q.claimed_attempts for q in batch],
+                    "statuses": [q.outcome.status.value for q in batch],
+                    "attempt_counts": [q.outcome.attempts for q in batch],
+                    "errors": [q.outcome.error for q in batch],
+                    "sent": [q.outcome.sent_at for q in batch],
+                    "nexts": [q.outcome.next_attempt_at for q in batch],
                 },
             )
-            applied = {row[0] for row in rows}
-            retries = [o.retry for o in batch if o.retry is not None and o.message_id in applied]
+            applied = set(rows.scalars())
+            retries = [q.retry for q in batch if q.retry is not None and q.message_id in applied]
             outbox_ids = await add_to_outbox(conn, retries)
         return applied, outbox_ids, retries

@@ -30,20 +30,23 @@ from herald_common.db import with_retries
 from herald_common.jobs import redelivery_job, retry_job
 from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.rules.backoff import pause_after_failures_s, retry_tiers
-from herald_common.rules.breaker import CircuitBreaker, CircuitState
-from herald_common.rules.delivery import (
-    Action,
-    check_handoff,
-    plan_after_failure,
-    plan_postponed,
+from herald_common.rules.breaker import CircuitBreaker
+from herald_common.rules.delivery import STATUS_OF, Action, Decision, check_handoff
+from herald_common.rules.outcomes import (
+    Outcome,
+    RetryPolicy,
+    outcome_of,
+    postpone,
+    read_reply,
+    withhold,
 )
-from herald_common.rules.replies import ReplyJudgement, Verdict, cap_retry_after
+from herald_common.rules.replies import cap_retry_after
 from herald_common.statuses import MessageStatus
 from herald_sender import metrics
-from herald_sender.claims import STATUS_OF, Claimed, Settled, claim
+from herald_sender.claims import Claimed, Settled, claim
 from herald_sender.gate import ProviderGate
 from herald_sender.provider import CallResult, ProviderClient
-from herald_sender.recorder import Outcome, Recorder
+from herald_sender.recorder import Recorder
 from herald_sender.settings import SenderSettings
 from herald_sender.slots import Slots
 
@@ -59,11 +62,12 @@ _SETTLED_LOG = {
 }
 
 
-def _left(until: float | None) -> float | None:
-    return None if until is None else max(until - time.monotonic(), 0.0)
+def _seconds_left(deadline: float | None) -> float | None:
+    """Until a monotonic ``deadline``; None (no limit) without one."""
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
-def _iso(outcome: Outcome) -> str | None:
+def _next_attempt_iso(outcome: Outcome) -> str | None:
     return outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None
 
 
@@ -90,8 +94,12 @@ class DeliveryWorker:
         self._provider = provider
         self._recorder = recorder
         self._settings = settings
-        self._tiers = retry_tiers(settings.retry_base_ms, settings.retry_max_ms)
-        self._max_wait_s = settings.retry_max_ms / 1000
+        self._policy = RetryPolicy(
+            retry_tiers(settings.retry_base_ms, settings.retry_max_ms),
+            settings.max_attempts,
+            fail_uncertain=settings.uncertain_outcome == "fail",
+        )
+        self._max_retry_after_s = settings.retry_max_ms / 1000
         self._slots = Slots(settings.sender_concurrency)
         # Claim at least this many at once under load: fewer, larger transactions.
         self._min_claim = max(1, settings.sender_concurrency // 4)
@@ -135,7 +143,7 @@ class DeliveryWorker:
         if pause_s > 0:
             await asyncio.sleep(pause_s)
         try:
-            left = await self.deliver(job, hold_until)
+            unclaimed = await self.deliver(job, hold_until)
         except (SQLAlchemyError, OSError) as error:
             # The database is away, slow, out of connections, or refuses a statement: not the
             # job's fault, whatever the error. Give the job back; this replica leaves the
@@ -150,10 +158,10 @@ class DeliveryWorker:
             await self._settle(message.reject(requeue=False), "dead_lettered", ids)
             return
         self._db_failures = 0
-        if left:
+        if unclaimed:
             # The provider's circuit, its pause or busy slots kept these waiting too long.
-            log.warning("job_held_too_long", **ids, given_back=left)
-            await self._requeue(message, job.mailing_id, left, ids)
+            log.warning("job_held_too_long", **ids, given_back=unclaimed)
+            await self._requeue(message, job.mailing_id, unclaimed, ids)
             return
         await self._settle(message.ack(), "acked", ids)
 
@@ -188,12 +196,12 @@ class DeliveryWorker:
         await self._settle(message.nack(requeue=True), "requeued", ids)
 
     async def _settle(
-        self, action: Awaitable[None], result: str, ids: dict[str, Any] | None = None
+        self, settlement: Awaitable[None], result: str, ids: dict[str, Any] | None = None
     ) -> None:
         """Ack, nack or reject; a channel lost meanwhile (broker restart) is not an error:
         the broker redelivers the job, and its settled messages are skipped."""
         try:
-            await action
+            await settlement
         except (AMQPError, ChannelInvalidStateError, ConnectionError) as error:
             metrics.JOBS.labels("lost_channel").inc()
             log.warning("job_settle_lost", result=result, **(ids or {}), error=repr(error))
@@ -206,26 +214,26 @@ class DeliveryWorker:
         Waiting for the gate or for slots ends at ``hold_until`` (monotonic): the ids not
         claimed by then are returned, for the caller to give back.
         """
-        pending = list(job.message_ids)
+        unclaimed = list(job.message_ids)
         sends: list[asyncio.Task[None]] = []
         try:
-            while pending:
+            while unclaimed:
                 try:
                     admission = await asyncio.wait_for(
-                        self._gate.admit(len(pending)), _left(hold_until)
+                        self._gate.admit(len(unclaimed)), _seconds_left(hold_until)
                     )
                 except TimeoutError:
                     break
                 try:
                     taken = await asyncio.wait_for(
                         self._slots.take(admission.count, min(self._min_claim, admission.count)),
-                        _left(hold_until),
+                        _seconds_left(hold_until),
                     )
                 except TimeoutError:
                     if admission.probe:
                         self._gate.cancel_probe()
                     break
-                batch, pending = pending[:taken], pending[taken:]
+                batch, unclaimed = unclaimed[:taken], unclaimed[taken:]
                 try:
                     claimed, settled = await with_retries(partial(self._claim, batch))
                 except BaseException:
@@ -245,7 +253,7 @@ class DeliveryWorker:
             # Even if a later claim failed, the calls already started are seen through.
             if sends:
                 await asyncio.gather(*sends)
-        return pending
+        return unclaimed
 
     async def _claim(self, message_ids: list[int]) -> tuple[list[Claimed], list[Settled]]:
         async with self._engine.begin() as conn:
@@ -286,31 +294,47 @@ class DeliveryWorker:
         blocked_s = self._gate.blocked_for_s(probe)
         if blocked_s > 0:
             # The gate closed after this message was claimed: give it back untouched.
-            reason = "circuit_open" if self._gate.state != CircuitState.CLOSED else "throttled"
-            outcome = self._postponed(msg, reason, blocked_s)
-            applied = await self._record(outcome, postponed=reason)
+            outcome = postpone(
+                self._gate.blocked_by(),
+                blocked_s,
+                msg.attempts,
+                self._policy.tiers,
+                self._clock.now(),
+                self._random.random(),
+            )
+            applied = await self._record(msg, outcome)
             log.info(
                 "message_postponed",
                 **ids,
-                reason=reason,
-                next_attempt_at=_iso(outcome),
+                reason=outcome.postponed,
+                next_attempt_at=_next_attempt_iso(outcome),
                 recorded=applied,
             )
             return
-        result = await self._call(msg, ids)
-        if result is None:
+        # Judge the end and the window once more at the very last moment.
+        handoff = check_handoff(
+            msg.ends_at, msg.window, msg.timezone, self._clock.now(), self._guard
+        )
+        if handoff.action != Action.SEND:
+            await self._withhold(msg, handoff, ids)
             return
-        result = self._cap_retry_after(result, ids)
-        await self._gate.after_call(result, probe)
-        postponed: str | None = None
-        if result.http_status in (401, 403, 429):
-            # Our token or our pace is the problem, not the message: no attempt is spent.
-            postponed = "throttled" if result.http_status == 429 else "auth"
-            wait_s = result.judgement.retry_after_s or self._gate.blocked_for_s(probe=False)
-            outcome = self._postponed(msg, result.judgement.reason, wait_s)
-        else:
-            outcome = self._outcome_of(msg, result.judgement)
-        applied = await self._record(outcome, postponed)
+        result = self._cap_retry_after(await self._call(msg), ids)
+        reply = read_reply(result.judgement, result.http_status)
+        await self._gate.after_call(reply, result, probe)
+        outcome = outcome_of(
+            reply,
+            result.judgement,
+            msg.attempts,
+            self._policy,
+            self._clock.now(),
+            self._random.random(),
+            # Read only when it matters: the gate's hold once it has counted this reply.
+            self._gate.blocked_for_s(probe=False) if reply.postpones else 0.0,
+        )
+        if result.judgement.uncertain:
+            followed = "failed" if outcome.status == MessageStatus.FAILED else "resent"
+            metrics.UNCERTAIN.labels(followed).inc()
+        applied = await self._record(msg, outcome)
         # One line per attempt: the call as the provider answered it, and what follows.
         log.info(
             "provider_call",
@@ -322,15 +346,15 @@ class DeliveryWorker:
             verdict=result.judgement.verdict.value,
             status=outcome.status.value,
             reason=outcome.error,
-            postponed=postponed,
-            next_attempt_at=_iso(outcome),
-            retry_queue_ttl_ms=outcome.retry_tier_ms or None,
+            postponed=outcome.postponed,
+            next_attempt_at=_next_attempt_iso(outcome),
+            retry_queue_ttl_ms=outcome.retry.tier_ms if outcome.retry else None,
             uncertain=result.judgement.uncertain or None,
             recorded=applied,
         )
 
     def _cap_retry_after(self, result: CallResult, ids: dict[str, int]) -> CallResult:
-        capped = cap_retry_after(result.judgement, self._max_wait_s)
+        capped = cap_retry_after(result.judgement, self._max_retry_after_s)
         if capped is result.judgement:
             return result
         metrics.RETRY_AFTER_CAPPED.inc()
@@ -343,35 +367,29 @@ class DeliveryWorker:
         )
         return replace(result, judgement=capped)
 
-    async def _record(self, outcome: Outcome, postponed: str | None = None) -> bool:
-        applied = await self._recorder.record(outcome)
+    async def _record(self, msg: Claimed, outcome: Outcome) -> bool:
+        """Write the outcome (and publish its retry job) through the recorder; count it."""
+        retry = outcome.retry
+        job = retry_job(msg.mailing_id, msg.id, retry.tier_ms, retry.delay_ms) if retry else None
+        applied = await self._recorder.record(
+            outcome, message_id=msg.id, claimed_attempts=msg.attempts, retry=job
+        )
         if applied:
             MESSAGE_TRANSITIONS.labels(outcome.status).inc()
-            if postponed is not None:
-                metrics.POSTPONED.labels(postponed).inc()
-            elif outcome.retry is not None:
-                metrics.RETRIES.labels(f"{outcome.retry_tier_ms / 1000:g}").inc()
+            if outcome.postponed is not None:
+                metrics.POSTPONED.labels(outcome.postponed).inc()
+            elif retry is not None:
+                metrics.RETRIES.labels(f"{retry.tier_ms / 1000:g}").inc()
         return applied
 
-    async def _call(self, msg: Claimed, ids: dict[str, int]) -> CallResult | None:
-        # Judge the end and the window once more at the very last moment.
-        gate = check_handoff(msg.ends_at, msg.window, msg.timezone, self._clock.now(), self._guard)
-        if gate.action != Action.SEND:
-            status = (
-                MessageStatus.EXPIRED if gate.action == Action.EXPIRE else MessageStatus.DEFERRED
-            )
-            outcome = Outcome(
-                msg.id,
-                msg.attempts,
-                status,
-                msg.attempts - 1,
-                error=gate.reason,
-                next_attempt_at=gate.until,
-            )
-            await self._recorder.record(outcome)
-            MESSAGE_TRANSITIONS.labels(status).inc()
-            log.info(_SETTLED_LOG[gate.action], **ids, reason=gate.reason)
-            return None
+    async def _withhold(self, msg: Claimed, handoff: Decision, ids: dict[str, int]) -> None:
+        """The last check refused the hand-off: expire or defer the message, no call made."""
+        outcome = withhold(handoff, msg.attempts)
+        await self._recorder.record(outcome, message_id=msg.id, claimed_attempts=msg.attempts)
+        MESSAGE_TRANSITIONS.labels(outcome.status).inc()
+        log.info(_SETTLED_LOG[handoff.action], **ids, reason=handoff.reason)
+
+    async def _call(self, msg: Claimed) -> CallResult:
         metrics.IN_FLIGHT.inc()
         try:
             # Connecting must not carry the request past the end.
@@ -379,53 +397,6 @@ class DeliveryWorker:
             result = await self._provider.send(msg.id, msg.phone, msg.text, until_end_s)
         finally:
             metrics.IN_FLIGHT.dec()
-        metrics.PROVIDER_CALLS.labels(result.outcome).inc()
-        metrics.PROVIDER_LATENCY.labels(result.outcome).observe(result.latency_ms / 1000)
+        metrics.PROVIDER_CALLS.labels(result.metric_label).inc()
+        metrics.PROVIDER_LATENCY.labels(result.metric_label).observe(result.latency_ms / 1000)
         return result
-
-    def _postponed(self, msg: Claimed, reason: str, wait_s: float) -> Outcome:
-        """Back to the retry queues without spending an attempt."""
-        decision = plan_postponed(reason, round(wait_s * 1000), self._tiers, self._random.random())
-        assert decision.delay_ms is not None
-        assert decision.tier_ms is not None
-        return Outcome(
-            msg.id,
-            msg.attempts,
-            MessageStatus.RETRYING,
-            msg.attempts - 1,
-            error=decision.reason,
-            next_attempt_at=self._clock.now() + timedelta(milliseconds=decision.delay_ms),
-            retry=retry_job(msg.mailing_id, msg.id, decision.tier_ms, decision.delay_ms),
-            retry_tier_ms=decision.tier_ms,
-        )
-
-    def _outcome_of(self, msg: Claimed, judgement: ReplyJudgement) -> Outcome:
-        now = self._clock.now()
-        if judgement.verdict == Verdict.SENT:
-            return Outcome(msg.id, msg.attempts, MessageStatus.SENT, msg.attempts, sent_at=now)
-        decision = plan_after_failure(
-            judgement,
-            msg.attempts,
-            self._settings.max_attempts,
-            self._tiers,
-            self._random.random(),
-            fail_uncertain=self._settings.uncertain_outcome == "fail",
-        )
-        if judgement.uncertain:
-            metrics.UNCERTAIN.labels("failed" if decision.action == Action.FAIL else "resent").inc()
-        if decision.action == Action.FAIL:
-            return Outcome(
-                msg.id, msg.attempts, MessageStatus.FAILED, msg.attempts, error=decision.reason
-            )
-        assert decision.delay_ms is not None
-        assert decision.tier_ms is not None
-        return Outcome(
-            msg.id,
-            msg.attempts,
-            MessageStatus.RETRYING,
-            msg.attempts,
-            error=decision.reason,
-            next_attempt_at=now + timedelta(milliseconds=decision.delay_ms),
-            retry=retry_job(msg.mailing_id, msg.id, decision.tier_ms, decision.delay_ms),
-            retry_tier_ms=decision.tier_ms,
-        )

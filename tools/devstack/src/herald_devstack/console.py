@@ -19,7 +19,9 @@ class Console:
         if color is None:
             color = out.isatty() and "NO_COLOR" not in os.environ
         self.color = color
-        self._lock = threading.Lock()
+        # Reentrant: SignalGate writes "already stopping" from a signal handler, which runs in
+        # the main thread, possibly while that thread is inside line() holding this lock.
+        self._lock = threading.RLock()
         self._colors: dict[str, str] = {}
 
     def line(self, name: str, text: str) -> None:

@@ -14,12 +14,6 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(dbname, safe="")))
 
 
-def database_exists(admin_url: str, name: str) -> bool:
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        return row is not None
-
-
 def create_database(admin_url: str, name: str, *, exist_ok: bool = False) -> None:
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
         if exist_ok:

@@ -33,10 +33,6 @@ def chown_tree(path: Path, user: str) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
-def owned_by(path: Path, user: str) -> bool:
-    return path.stat().st_uid == pwd.getpwnam(user).pw_uid
-
-
 def check_traversable(path: Path, user: str) -> None:
     """Raise PermissionProblemError naming the first parent of `path` that `user` cannot enter."""
     entry = pwd.getpwnam(user)

@@ -30,6 +30,8 @@ LineSink = Callable[[str, str], None]
 # Children carry this variable so that orphans of a killed supervisor can be found again
 # (see find_marked_processes): the environment is inherited by grandchildren, a pid file is not.
 MARKER_ENV = "HERALD_DEVSTACK_OWNER"
+# Output lines kept in memory per process, for wait_for_line and the tail in error messages.
+KEPT_LINES = 20_000
 
 _live: set[ManagedProcess] = set()
 _live_lock = threading.Lock()
@@ -48,7 +50,6 @@ class ManagedProcess:
         cwd: Path | None = None,
         log_path: Path | None = None,
         on_line: LineSink | None = None,
-        keep_lines: int = 20_000,
     ) -> None:
         self.name = name
         self.argv = [str(arg) for arg in argv]
@@ -58,7 +59,7 @@ class ManagedProcess:
         self._env.setdefault("PYTHONUNBUFFERED", "1")
         self._cwd = cwd
         self._on_line = on_line
-        self._lines: deque[str] = deque(maxlen=keep_lines)
+        self._lines: deque[str] = deque(maxlen=KEPT_LINES)
         self._seen = 0
         self._eof = False
         self._cond = threading.Condition()
@@ -110,7 +111,6 @@ class ManagedProcess:
             cwd=self._cwd,
             log_path=self.log_path,
             on_line=self._on_line,
-            keep_lines=self._lines.maxlen or 20_000,
         )
 
     @property
@@ -346,11 +346,6 @@ class ProcessGroup:
         for process in ordered:
             codes[process.name] = process.terminate(timeout=deadline - time.monotonic())
         return codes
-
-    def kill_all(self) -> None:
-        for process in reversed(self._processes.values()):
-            if process.is_running():
-                process.kill()
 
     def __enter__(self) -> ProcessGroup:
         return self

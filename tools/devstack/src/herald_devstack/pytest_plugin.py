@@ -11,7 +11,6 @@ Where they come from:
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,11 +20,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from herald_devstack.errors import BinaryNotFoundError
-from herald_devstack.processes import ProcessGroup
 
 if TYPE_CHECKING:
-    # Loaded by every pytest run in the workspace: keep psycopg out of its import time.
+    # Loaded by every pytest run in the workspace: keep psycopg and httpx out of its import time.
     from herald_devstack.admin import BrokerAdmin, DatabaseAdmin
+    from herald_devstack.processes import ProcessGroup
 
 
 def _use_docker(find_local_binary: Callable[[], Path]) -> bool:
@@ -64,14 +63,13 @@ def postgres_server() -> Iterator[DatabaseAdmin]:
         return
     # Short path under /tmp: its parents are traversable by the postgres user (pytest's own
     # tmp_path root is mode 0700) and the unix socket path stays under 108 bytes.
-    base_dir = Path(tempfile.mkdtemp(prefix="herald-pg-"))
-    server = PostgresServer(base_dir, durable=False)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="herald-pg-", ignore_cleanup_errors=True) as base_dir:
+        server = PostgresServer(Path(base_dir), durable=False)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -93,14 +91,13 @@ def rabbitmq_server() -> Iterator[BrokerAdmin]:
         finally:
             remove()
         return
-    base_dir = Path(tempfile.mkdtemp(prefix="herald-rmq-"))
-    server = RabbitMQServer(base_dir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop(graceful=False)
-        shutil.rmtree(base_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="herald-rmq-", ignore_cleanup_errors=True) as base_dir:
+        server = RabbitMQServer(Path(base_dir))
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop(graceful=False)
 
 
 @pytest.fixture
@@ -128,6 +125,8 @@ def fresh_vhost(rabbitmq_server: BrokerAdmin) -> Iterator[str]:
 @pytest.fixture
 def process_group(tmp_path: Path) -> Iterator[ProcessGroup]:
     """A ProcessGroup logging to tmp_path/processes; whatever still runs is stopped after."""
+    from herald_devstack.processes import ProcessGroup
+
     group = ProcessGroup(log_dir=tmp_path / "processes")
     try:
         yield group

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from herald_devstack.errors import BinaryNotFoundError, ServerStartError
 from herald_devstack.logs import tail_files
@@ -229,18 +228,6 @@ class RabbitMQServer:
         self._stop_processes(graceful=graceful)
         stop_pids(find_marked_processes(str(self.base_dir)), timeout=5)
         wait_for_ports_free(self.ports, timeout=10)
-
-    def __enter__(self) -> RabbitMQServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _stop_processes(self, *, graceful: bool = True) -> None:
         if self._server is not None:

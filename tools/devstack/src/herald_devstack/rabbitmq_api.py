@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import httpx
+
 from herald_devstack.errors import DevstackError
-from herald_devstack.probes import basic_auth_header
+from herald_devstack.probes import http_client
 
 
 def amqp_url(host: str, port: int, username: str, password: str, vhost: str = "/") -> str:
@@ -47,22 +46,20 @@ class ManagementClient:
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(status, decoded JSON body or None). HTTP errors are returned, not raised."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Authorization", basic_auth_header(self.username, self.password))
-        request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status: int = response.status
-                raw = response.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        except (urllib.error.URLError, OSError) as error:
+            response = http_client().request(
+                method,
+                self.base_url + path,
+                json=body,
+                auth=(self.username, self.password),
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as error:
             raise ManagementAPIError(f"{method} {self.base_url}{path} failed: {error}") from error
         try:
-            return status, json.loads(raw) if raw else None
+            return response.status_code, response.json() if response.content else None
         except ValueError:
-            return status, raw.decode(errors="replace")
+            return response.status_code, response.text
 
     def is_alive(self) -> bool:
         try:

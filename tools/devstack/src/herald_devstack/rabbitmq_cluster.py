@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import time
 from pathlib import Path
-from types import TracebackType
 
 from herald_devstack.errors import ServerStartError
 from herald_devstack.probes import LOCALHOST, free_port, wait_for_port, wait_for_ports_free
@@ -54,12 +53,9 @@ class RabbitMQCluster:
     def password(self) -> str:
         return RabbitMQServer.password
 
-    def urls(self, vhost: str = "/") -> list[str]:
-        return [node.url(vhost) for node in self.nodes]
-
     def url(self, vhost: str = "/") -> str:
         """HERALD_AMQP_URL for the whole cluster: every node's URL, comma-separated."""
-        return ",".join(self.urls(vhost))
+        return ",".join(node.url(vhost) for node in self.nodes)
 
     @property
     def management_url(self) -> str:
@@ -142,15 +138,3 @@ class RabbitMQCluster:
             self._epmd = None
         stop_pids(find_marked_processes(str(self.base_dir), prefix=True), timeout=5)
         wait_for_ports_free([self.epmd_port], timeout=10)
-
-    def __enter__(self) -> RabbitMQCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
@@ -16,6 +14,7 @@ from herald_devstack.console import Console
 from herald_devstack.errors import DevstackError
 from herald_devstack.plan import StackPlan, plan_services
 from herald_devstack.postgres import PostgresServer
+from herald_devstack.probes import http_client
 from herald_devstack.processes import (
     MARKER_ENV,
     ManagedProcess,
@@ -221,18 +220,13 @@ class Runner:
         assert self.identity_provider is not None
         url = self.plan.identity_provider_url
         self.identity_provider.wait_http_ok(f"{url}/.well-known/openid-configuration", timeout=30)
-        claims = json.dumps(
-            {"email": DEV_ADMIN_EMAIL, "email_verified": True, "name": "Herald admin"}
-        ).encode()
-        request = urllib.request.Request(
+        answer = http_client().put(
             f"{url}/users/{DEV_ADMIN_EMAIL}",
-            data=claims,
-            method="PUT",
-            headers={"Content-Type": "application/json"},
+            json={"email": DEV_ADMIN_EMAIL, "email_verified": True, "name": "Herald admin"},
+            timeout=10,
         )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            if answer.status != 204:
-                raise DevstackError(f"the identity provider refused the dev user: {answer.status}")
+        if answer.status_code != 204:
+            raise DevstackError(f"the identity provider refused the dev user: {answer.status_code}")
 
     def _start_smtp_sink(self) -> None:
         """aiosmtpd in this process (a thread): every mail becomes a .eml file in mail_dir."""

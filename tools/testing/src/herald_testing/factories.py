@@ -7,9 +7,21 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from herald_common.rules.audience import default_operator_code
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def phone_columns(
+    first_phone: int, count: int, operator_code: str | None = None
+) -> dict[str, list[str]]:
+    """``count`` consecutive phones from ``first_phone`` and their operator codes (the
+    default one unless ``operator_code`` is given), as arrays for ``unnest``."""
+    phones = [str(phone) for phone in range(first_phone, first_phone + count)]
+    codes = [operator_code or default_operator_code(phone) for phone in phones]
+    return {"phones": phones, "codes": codes}
 
 
 async def insert_clients(
@@ -26,12 +38,14 @@ async def insert_clients(
         text(
             """
             INSERT INTO client (phone, operator_code, tag, timezone)
-            SELECT p::text, coalesce(:code, substr(p::text, 2, 3)), :tag, :tz
-            FROM generate_series(CAST(:first AS bigint), CAST(:first AS bigint) + :count - 1) AS p
+            SELECT phone, operator_code, :tag, :tz
+            FROM unnest(CAST(:phones AS text[]), CAST(:codes AS text[])) WITH ORDINALITY
+                AS generated (phone, operator_code, n)
+            ORDER BY n
             RETURNING id
             """
         ),
-        {"first": first_phone, "count": count, "tag": tag, "tz": timezone, "code": operator_code},
+        {"tag": tag, "tz": timezone, **phone_columns(first_phone, count, operator_code)},
     )
     return [row[0] for row in rows]
 

@@ -20,6 +20,7 @@ import httpx
 from herald_devstack.probes import free_port
 from herald_devstack.processes import ManagedProcess, ProcessGroup
 from herald_provider_sim import make_token
+from herald_testing.factories import phone_columns
 
 T = TypeVar("T")
 
@@ -284,8 +285,10 @@ def bulk_clients(
         conn.execute(
             """
             INSERT INTO client (phone, operator_code, tag, timezone)
-            SELECT p::text, substr(p::text, 2, 3), %(tag)s, %(tz)s
-            FROM generate_series(%(first)s::bigint, %(first)s::bigint + %(count)s - 1) AS p
+            SELECT phone, operator_code, %(tag)s, %(tz)s
+            FROM unnest(%(phones)s::text[], %(codes)s::text[]) WITH ORDINALITY
+                AS generated (phone, operator_code, n)
+            ORDER BY n
             """,
-            {"first": first_phone, "count": count, "tag": tag, "tz": timezone},
+            {"tag": tag, "tz": timezone, **phone_columns(first_phone, count)},
         )

@@ -1,4 +1,4 @@
-"""Whether a message may be handed to the provider now, and what follows a failed attempt."""
+"""Whether a message may be handed to the provider now (what follows the call: ``outcomes``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from herald_common.rules.backoff import retry_delay
-from herald_common.rules.replies import ReplyJudgement, Verdict
 from herald_common.rules.windows import SendWindow, is_open, next_opening
 from herald_common.statuses import MessageStatus
 
@@ -51,6 +49,16 @@ class MessageSnapshot:
 
 CLAIMABLE = frozenset({MessageStatus.PENDING, MessageStatus.RETRYING})
 
+# The status each action leaves a message in (a skip leaves it as it is).
+STATUS_OF = {
+    Action.CANCEL: MessageStatus.CANCELLED,
+    Action.EXPIRE: MessageStatus.EXPIRED,
+    Action.FAIL: MessageStatus.FAILED,
+    Action.DEFER: MessageStatus.DEFERRED,
+    Action.SEND: MessageStatus.SENDING,
+    Action.PAUSE: MessageStatus.PAUSED,
+}
+
 
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
@@ -60,7 +68,7 @@ def zone(name: str) -> ZoneInfo:
 def check_handoff(
     ends_at: datetime, window: SendWindow | None, timezone: str, now: datetime, guard: timedelta
 ) -> Decision:
-    """The last gate before the HTTP call: the end must not be within ``guard``, the window open.
+    """The last check before the HTTP call: the end must not be within ``guard``, the window open.
 
     ``guard`` covers the time between this check and the request reaching the provider, so that
     nothing arrives there at or after ``ends_at``.
@@ -96,34 +104,3 @@ def plan_delivery(
     if msg.attempts >= max_attempts:
         return Decision(Action.FAIL, f"gave up after {msg.attempts} attempts")
     return check_handoff(msg.ends_at, msg.window, msg.timezone, now, guard)
-
-
-def plan_after_failure(
-    judgement: ReplyJudgement,
-    attempts: int,
-    max_attempts: int,
-    tiers: list[int],
-    jitter: float,
-    fail_uncertain: bool = False,
-) -> Decision:
-    """After an attempt that did not end ``sent``: retry later, or fail for good.
-
-    ``fail_uncertain`` (HERALD_UNCERTAIN_OUTCOME=fail) is for providers that cannot drop a
-    duplicate: a message the provider may have taken is not sent again but ends ``failed``.
-    """
-    if judgement.verdict == Verdict.PERMANENT:
-        return Decision(Action.FAIL, judgement.reason)
-    if judgement.uncertain and fail_uncertain:
-        return Decision(Action.FAIL, f"outcome unknown: {judgement.reason}")
-    if attempts >= max_attempts:
-        return Decision(Action.FAIL, f"gave up after {attempts} attempts; last: {judgement.reason}")
-    at_least_ms = round(judgement.retry_after_s * 1000) if judgement.retry_after_s else 0
-    delay = retry_delay(attempts, tiers, jitter, at_least_ms)
-    return Decision(Action.RETRY, judgement.reason, delay_ms=delay.delay_ms, tier_ms=delay.tier_ms)
-
-
-def plan_postponed(reason: str, wait_ms: int, tiers: list[int], jitter: float) -> Decision:
-    """Try again later without spending an attempt: the provider refused our token, asked us
-    to slow down (429), or the circuit is open. The delay covers at least ``wait_ms``."""
-    delay = retry_delay(1, tiers, jitter, max(wait_ms, 0))
-    return Decision(Action.RETRY, reason, delay_ms=delay.delay_ms, tier_ms=delay.tier_ms)

@@ -1,30 +1,14 @@
-"""A mailing's state and whether it is due, from its times and an explicit ``now``."""
+"""Rules about changing a mailing: whether it has started, and how its end may move.
+
+Its state (scheduled, running, paused, finished) is ``herald_common.tables.mailing.state``."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from herald_common.statuses import MailingState
-
 # A sender checks the end it read when it claimed a message; an end moved earlier, to within
 # this of now, could be passed by a message claimed under the old one.
 MIN_END_NOTICE = timedelta(seconds=10)
-
-
-def mailing_state(
-    now: datetime,
-    starts_at: datetime,
-    ends_at: datetime,
-    finished_at: datetime | None,
-    paused_at: datetime | None = None,
-) -> MailingState:
-    if finished_at is not None or now >= ends_at:
-        return MailingState.FINISHED
-    if paused_at is not None:
-        return MailingState.PAUSED
-    if now < starts_at:
-        return MailingState.SCHEDULED
-    return MailingState.RUNNING
 
 
 def has_started(now: datetime, starts_at: datetime, started_at: datetime | None) -> bool:

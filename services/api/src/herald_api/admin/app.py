@@ -11,8 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from herald_api.admin import auth, clients, mailings
+from herald_api.admin import auth, clients, json_routes, mailings
 from herald_api.admin.access import AccessPolicy
+from herald_api.admin.json_routes import JsonRoute
 from herald_api.admin.rendering import HERE, render
 from herald_api.admin.session import CsrfRefused, LoginRequired
 from herald_api.errors import (
@@ -30,14 +31,15 @@ MOUNT = "/admin"
 SESSION_COOKIE = "herald_admin"
 
 
-def _wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "") or request.url.path.endswith(
-        ("/progress", "/audience")
+def _answers_json(request: Request) -> bool:
+    # The JSON router's routes answer errors in JSON; a page does when the client asks for it.
+    return isinstance(request.scope.get("route"), JsonRoute) or "application/json" in (
+        request.headers.get("accept", "")
     )
 
 
 async def _login_required(request: Request, _: Exception) -> Response:
-    if _wants_json(request):
+    if _answers_json(request):
         return JSONResponse({"detail": "log in first", "code": "login_required"}, 401)
     if request.method != "GET":
         # Back to a form's action after login would be a GET of a POST-only route.
@@ -54,7 +56,7 @@ async def _csrf_refused(request: Request, _: Exception) -> Response:
 async def _herald_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HeraldError)
     status = status_of(error)
-    if _wants_json(request):
+    if _answers_json(request):
         return JSONResponse({"detail": error.message, "code": error.code}, status)
     return render(request, "error.html", {"status": status, "message": error.message}, status)
 
@@ -68,7 +70,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 async def _database_unavailable(request: Request, error: Exception) -> Response:
-    if _wants_json(request):
+    if _answers_json(request):
         return await handle_database_unavailable(request, error)
     log_database_unavailable(error)
     message = DATABASE_UNAVAILABLE.capitalize() + "."
@@ -79,7 +81,7 @@ async def _database_unavailable(request: Request, error: Exception) -> Response:
 
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
-    if _wants_json(request):
+    if _answers_json(request):
         return JSONResponse(
             {"detail": "invalid request", "code": "invalid_input", "fields": _named(error)}, 422
         )
@@ -132,5 +134,6 @@ def create_admin_app(settings: ApiSettings) -> FastAPI:
         admin.add_exception_handler(unavailable, _database_unavailable)
     admin.include_router(auth.router)
     admin.include_router(mailings.router)
+    admin.include_router(json_routes.router)
     admin.include_router(clients.router)
     return admin

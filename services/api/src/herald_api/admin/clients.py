@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import UploadFile
 
 from herald_api.admin.forms import FieldErrors, client_payload, read_form, validate
 from herald_api.admin.rendering import flash, render
 from herald_api.admin.session import User
 from herald_api.clients import service
-from herald_api.clients.announce import client_created, client_deleted, client_updated
-from herald_api.clients.imports import ImportFormat, OnDuplicate, read_rows
+from herald_api.clients.imports import ImportFormat, OnDuplicate
 from herald_api.clients.schemas import ClientCreate, ClientRead, ClientUpdate
 from herald_api.deps import Uow
 from herald_api.errors import status_of
@@ -25,7 +22,6 @@ from herald_api.settings import ApiSettings
 from herald_api.validation import OPERATOR_CODE_PATTERN, PHONE_PATTERN
 from herald_common.errors import DuplicatePhone, HeraldError
 
-log = structlog.get_logger()
 router = APIRouter()
 PAGE = 50
 CHUNK = 256 * 1024
@@ -43,7 +39,7 @@ async def clients_page(
 ) -> Response:
     search = {"phone": phone.strip(), "tag": tag.strip(), "operator_code": operator_code.strip()}
     clients = await service.list_clients(
-        uow.session,
+        uow,
         limit=PAGE,
         after=after,
         tag=search["tag"] or None,
@@ -98,18 +94,17 @@ async def client_create(request: Request, uow: Uow, user: User) -> Response:
         # A savepoint: a phone taken meanwhile (the unique index) leaves the request's
         # transaction usable, so the form can say so instead of failing the request.
         async with uow.session.begin_nested():
-            client = await service.create_client(uow.session, data)
+            client = await service.create_client(uow, data)
     except DuplicatePhone as error:
         return _form_page(request, form, {"phone": error.message}, status_code=409)
     note_ids(client_id=client.id)
     read = ClientRead.model_validate(client)
-    client_created(uow, read)
     return _notice(request, "/admin/clients", f"Client {read.id} ({read.phone}) added.")
 
 
 @router.get("/clients/{client_id:int}/edit", name="client_edit")
 async def client_edit(request: Request, uow: Uow, user: User, client_id: int) -> Response:
-    client = ClientRead.model_validate(await service.get_client(uow.session, client_id))
+    client = ClientRead.model_validate(await service.get_client(uow, client_id))
     form = {
         "phone": client.phone,
         "operator_code": client.operator_code,
@@ -128,19 +123,17 @@ async def client_update(request: Request, uow: Uow, user: User, client_id: int) 
         return _form_page(request, form, errors, client_id, 422)
     try:
         async with uow.session.begin_nested():
-            await service.update_client(uow.session, client_id, data)
+            await service.update_client(uow, client_id, data)
     except DuplicatePhone as error:
         return _form_page(request, form, {"phone": error.message}, client_id, 409)
     note_ids(client_id=client_id)
-    client_updated(uow, client_id, sorted(data.model_dump(exclude_unset=True)))
     return _notice(request, "/admin/clients", f"Client {client_id} saved.")
 
 
 @router.post("/clients/{client_id:int}/delete", name="client_delete")
 async def client_delete(request: Request, uow: Uow, user: User, client_id: int) -> Response:
-    cancelled = await service.delete_client(uow.session, client_id)
+    cancelled = await service.delete_client(uow, client_id)
     note_ids(client_id=client_id)
-    client_deleted(uow, client_id, cancelled)
     return _notice(
         request,
         "/admin/clients",
@@ -159,7 +152,7 @@ async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
 
 
 @router.post("/clients/import", name="clients_import")
-async def import_upload(request: Request, user: User) -> Response:
+async def import_upload(request: Request, uow: Uow, user: User) -> Response:
     """The REST import's rules, from an uploaded file; all or nothing, errors by line."""
     settings: ApiSettings = request.app.state.settings
     form = await request.form(max_part_size=1024 * 1024)
@@ -178,17 +171,17 @@ async def import_upload(request: Request, user: User) -> Response:
         ]
         return render(request, "clients_import.html", context, 422)
     ndjson = upload.filename.lower().endswith((".ndjson", ".jsonl"))
-    rows = read_rows(
-        ImportFormat.NDJSON if ndjson else ImportFormat.CSV,
-        _chunks(upload),
-        settings.import_max_bytes,
-    )
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     try:
-        # Its own transaction (not the request's unit of work): a refused file rolls back
-        # whole, and the page still answers.
-        async with sessionmaker() as session, session.begin():
-            outcome = await service.import_clients(session, rows, on_duplicate)
+        # A savepoint: a refused file rolls back whole, and the page still answers.
+        async with uow.session.begin_nested():
+            result = await service.import_clients(
+                uow,
+                ImportFormat.NDJSON if ndjson else ImportFormat.CSV,
+                _chunks(upload),
+                on_duplicate,
+                max_bytes=settings.import_max_bytes,
+                by=user.email,
+            )
     except HeraldError as error:
         details = error.details()
         context["errors"] = details.get("errors") or [
@@ -197,12 +190,5 @@ async def import_upload(request: Request, user: User) -> Response:
         context["summary"] = error.message
         context["phones"] = details.get("phones")
         return render(request, "clients_import.html", context, status_of(error))
-    log.info(
-        "clients_imported",
-        format="ndjson" if ndjson else "csv",
-        on_duplicate=on_duplicate.value,
-        **outcome.result.model_dump(),
-        by=user.email,
-    )
-    context["result"] = outcome.result
+    context["result"] = result
     return render(request, "clients_import.html", context)

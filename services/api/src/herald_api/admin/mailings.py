@@ -1,39 +1,35 @@
-"""Admin pages: the dashboard, mailings (list, detail, create, edit, controls) and the JSON
-the pages poll for live progress and the audience preview."""
+"""Admin pages: the dashboard and mailings (list, detail, create, edit, controls)."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy import func, select
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
 
 from herald_api.admin.charts import column_chart, settled_per_bucket
 from herald_api.admin.forms import (
     FieldErrors,
     mailing_payload,
     read_form,
-    split_codes,
-    split_tags,
     validate,
 )
 from herald_api.admin.rendering import flash, render
-from herald_api.admin.session import User
+from herald_api.admin.session import AdminUser, User
 from herald_api.deps import Uow
 from herald_api.idempotency import Idempotency, request_hash
 from herald_api.mailings import service
-from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import MailingCreate, MailingRead, MailingUpdate, MessageRead
 from herald_api.observability import note_ids
 from herald_common.errors import Conflict, IdempotencyKeyReused, InvalidInput
-from herald_common.models import Client, Mailing, MailingProgress
+from herald_common.models import MailingProgress
 from herald_common.rules.mailings import has_started
-from herald_common.stats import count_messages
-from herald_common.statuses import ALL_STATUSES, TERMINAL_STATUSES, MailingState, MessageStatus
+from herald_common.statuses import ALL_STATUSES, MailingState, MessageStatus
+from herald_common.tables import mailing as mailing_table
 
 router = APIRouter()
 PAGE = 50
@@ -41,11 +37,15 @@ RUNNING_SHOWN = 20
 CHART_SPAN = timedelta(minutes=15)
 # The form's times, to the second, as <input type="datetime-local" step="1"> shows them.
 FORM_TIME = "%Y-%m-%dT%H:%M:%S"
-NO_STORE = {"cache-control": "no-store"}
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _operator(user: AdminUser) -> str:
+    """Who made a change, as its log line names them."""
+    return user.email or user.subject
 
 
 def _status_rows(by_status: dict[str, int]) -> list[tuple[str, int]]:
@@ -56,7 +56,7 @@ def _status_rows(by_status: dict[str, int]) -> list[tuple[str, int]]:
 async def dashboard(request: Request, uow: Uow, user: User) -> Response:
     now = _now()
     totals = await service.totals_by_status(uow.session)
-    states = await service.count_by_state(uow.session, now)
+    states = await mailing_table.count_by_state(uow.session, now)
     running = await service.list_mailings(
         uow.session, limit=RUNNING_SHOWN, after=0, state=MailingState.RUNNING, now=now
     )
@@ -69,7 +69,9 @@ async def dashboard(request: Request, uow: Uow, user: User) -> Response:
             ).where(MailingProgress.sampled_at >= now - CHART_SPAN - timedelta(minutes=1))
         )
     ).all()
-    per_minute = settled_per_bucket([(m, s, d) for m, s, d in samples], now, span=CHART_SPAN)
+    per_minute = settled_per_bucket(
+        [(row.mailing_id, row.sampled_at, row.done) for row in samples], now, span=CHART_SPAN
+    )
     return render(
         request,
         "dashboard.html",
@@ -108,54 +110,6 @@ async def mailings_page(
             "states": [s.value for s in MailingState],
             "next_after": mailings[-1].id if len(mailings) == PAGE else None,
         },
-    )
-
-
-@router.get("/mailings/progress", name="mailings_progress")
-async def mailings_progress(
-    uow: Uow, user: User, ids: Annotated[str, Query(max_length=2000)] = ""
-) -> JSONResponse:
-    """Done, total, state and counts of the given mailings, for the pages' live parts."""
-    wanted = sorted({int(part) for part in ids.split(",") if part.isdigit() and len(part) < 19})
-    mailings = (
-        await uow.session.scalars(
-            select(Mailing).where(Mailing.id.in_(wanted[:200]), Mailing.deleted_at.is_(None))
-        )
-    ).all()
-    counts = await count_messages(uow.session, [m.id for m in mailings])
-    now = _now()
-    answer: dict[str, Any] = {}
-    for mailing in mailings:
-        by_status = counts[mailing.id]
-        total = sum(by_status.values())
-        done = sum(by_status[s.value] for s in TERMINAL_STATUSES)
-        answer[str(mailing.id)] = {
-            "done": done,
-            "total": total,
-            "percent": round(100 * done / total, 1) if total else 0.0,
-            "state": service.to_read(mailing, now).state.value,
-            "by_status": by_status,
-        }
-    return JSONResponse(answer, headers=NO_STORE)
-
-
-@router.get("/audience", name="audience")
-async def audience(
-    uow: Uow,
-    user: User,
-    operator_codes: Annotated[str, Query(max_length=2000)] = "",
-    tags: Annotated[str, Query(max_length=8000)] = "",
-) -> JSONResponse:
-    """How many live clients a filter matches now: the form's live preview."""
-    codes, tag_list = split_codes(operator_codes), split_tags(tags)
-    query = select(func.count()).select_from(Client).where(Client.deleted_at.is_(None))
-    if codes:
-        query = query.where(Client.operator_code.in_(codes))
-    if tag_list:
-        query = query.where(Client.tag.in_(tag_list))
-    count = int(await uow.session.scalar(query) or 0)
-    return JSONResponse(
-        {"count": count, "operator_codes": codes, "tags": tag_list}, headers=NO_STORE
     )
 
 
@@ -198,9 +152,8 @@ async def mailing_create(request: Request, uow: Uow, user: User) -> Response:
         if replayed is not None:
             first = orjson.loads(bytes(replayed.body))
             return RedirectResponse(f"/admin/mailings/{first['id']}", status_code=303)
-    mailing = await service.create_mailing(uow.session, data)
+    mailing = await service.create_mailing(uow, data, by=_operator(user))
     note_ids(mailing_id=mailing.id)
-    announce_created(uow, mailing, data, by=user.email or user.subject)
     if idempotency is not None:
         await idempotency.remember(201, service.to_read(mailing, _now()))
     flash(request, f"Mailing {mailing.id} created.")
@@ -232,7 +185,8 @@ async def mailing_page(
             "stats": stats,
             "status_rows": _status_rows(stats.by_status),
             # The end, not "finished": all settled, failed ones may be retried until it.
-            "can_retry": stats.by_status[MessageStatus.FAILED] > 0 and now < mailing.ends_at,
+            "can_retry": stats.by_status[MessageStatus.FAILED] > 0
+            and not mailing_table.is_past_end_at(now, mailing.ends_at),
             "can_pause": read.state in (MailingState.RUNNING, MailingState.SCHEDULED),
             "can_resume": read.state == MailingState.PAUSED,
             "messages": [MessageRead.model_validate(m) for m in messages],
@@ -283,16 +237,14 @@ async def mailing_update(request: Request, uow: Uow, user: User, mailing_id: int
     if data is None:
         return _form_page(request, form, errors, mailing_id, started=started, status_code=422)
     try:
-        updated = await service.update_mailing(uow.session, mailing_id, data)
+        await service.update_mailing(uow, mailing_id, data, by=_operator(user))
     except (Conflict, InvalidInput) as error:
         field = getattr(error, "field", "form")
         code = 409 if isinstance(error, Conflict) else 422
         return _form_page(
             request, form, {field: error.message}, mailing_id, started=started, status_code=code
         )
-    fields = sorted(data.model_fields_set)
-    announce(uow, "updated", updated, fields=fields, by=user.email or user.subject)
-    flash(request, "Saved." if fields else "Nothing changed.")
+    flash(request, "Saved." if data.model_fields_set else "Nothing changed.")
     return RedirectResponse(f"/admin/mailings/{mailing_id}", status_code=303)
 
 
@@ -303,31 +255,25 @@ def _back(request: Request, mailing_id: int, notice: str) -> Response:
 
 @router.post("/mailings/{mailing_id:int}/pause", name="mailing_pause")
 async def mailing_pause(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    mailing = await service.pause_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="paused", by=user.email or user.subject)
+    await service.pause_mailing(uow, mailing_id, by=_operator(user))
     return _back(request, mailing_id, "Paused.")
 
 
 @router.post("/mailings/{mailing_id:int}/resume", name="mailing_resume")
 async def mailing_resume(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    mailing = await service.resume_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="resumed", by=user.email or user.subject)
+    await service.resume_mailing(uow, mailing_id, by=_operator(user))
     return _back(request, mailing_id, "Resumed.")
 
 
 @router.post("/mailings/{mailing_id:int}/retry-failed", name="mailing_retry_failed")
 async def mailing_retry_failed(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    moved = await service.retry_failed(uow.session, mailing_id)
-    mailing = await service.get_mailing(uow.session, mailing_id)
-    by = user.email or user.subject
-    announce(uow, "updated", mailing, action="retry_failed", requeued=moved, by=by)
+    moved = await service.retry_failed(uow, mailing_id, by=_operator(user))
     return _back(request, mailing_id, f"{moved} failed messages queued again.")
 
 
 @router.post("/mailings/{mailing_id:int}/cancel", name="mailing_cancel")
 async def mailing_cancel(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
     """The REST API's DELETE: delivery stops, messages not yet handed over end cancelled."""
-    mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
-    announce(uow, "deleted", mailing, cancelled=cancelled, by=user.email or user.subject)
+    cancelled = await service.delete_mailing(uow, mailing_id, by=_operator(user))
     flash(request, f"Mailing {mailing_id} cancelled and deleted: {cancelled} messages cancelled.")
     return RedirectResponse("/admin/mailings", status_code=303)

@@ -1,8 +1,9 @@
 """Bulk import input: a streamed CSV or NDJSON body turned into COPY text, row by row.
 
-Rows are checked with exactly the rules of ``ClientCreate``: a fast path covers valid rows, and
-any row it refuses is run through ``ClientCreate`` itself, so the reasons are the API's own.
-Nothing here touches the database; ``service.import_clients`` writes what this yields.
+Each format only reads its rows into one shape (``Record``); all of them are then checked
+with exactly the rules of ``ClientCreate``: one fast path covers valid rows, and any row it
+refuses is run through ``ClientCreate`` itself, so the reasons are the API's own. Nothing here
+touches the database; ``service.import_clients`` writes what this yields.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import csv
 import io
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import ValidationError
@@ -27,9 +28,7 @@ from herald_api.validation import (
     known_timezones,
 )
 from herald_common.errors import HeraldError
-
-if TYPE_CHECKING:
-    from _csv import Reader as CsvReader
+from herald_common.rules.audience import default_operator_code
 
 MAX_REPORTED = 100
 BLOCK_BYTES = 1 << 18  # validated and sent to COPY this much at a time: ~10 ms of the loop
@@ -205,12 +204,21 @@ class ErrorReport:
         return InvalidRows(self.first(), self.count)
 
 
+# One row of either format, as the shared checks take it: its line (a CSV record's first),
+# phone, time zone, tag, operator code (None for the default) and, for NDJSON, the line's
+# text ("" for CSV), which ``ClientCreate`` judges whole when the fast path refuses the row.
+Record = tuple[int, str, str, str, str | None, str]
+
+
 class ClientRows(ABC):
     """Validated rows of one uploaded file, as blocks of COPY text; errors go to ``errors``.
 
     Iterate it once for the COPY text of ``client_import (line, phone, operator_code, tag,
     timezone)``; then ``rows`` counts the rows read (blank lines aside), valid or not.
+    Each format only reads its rows into ``Record``s; ``parse`` checks them all alike.
     """
+
+    format: ClassVar[ImportFormat]
 
     def __init__(self, chunks: AsyncIterable[bytes], max_bytes: int) -> None:
         self.errors = ErrorReport()
@@ -236,8 +244,36 @@ class ClientRows(ABC):
             yield data
 
     @abstractmethod
+    def records(self, text: str, *, final: bool) -> Iterator[Record]:
+        """The rows of ``text`` (whole lines), counted in ``rows``; a row that cannot be read
+        (malformed, the wrong number of fields) is recorded in ``errors`` instead."""
+
+    @abstractmethod
+    def client_input(self, record: Record) -> dict[str, Any] | str:
+        """What ``ClientCreate`` judges for a record the fast path refused."""
+
     def parse(self, text: str, *, final: bool) -> str:
         """COPY text for the valid rows of ``text`` (whole lines); errors are recorded."""
+        out: list[str] = []
+        append = out.append
+        timezones = self._timezones
+        tags = self._tags
+        is_phone = _is_phone
+        is_code = _is_operator_code
+        default_code = default_operator_code
+        # The fast path: a row that plainly passes; anything else is judged by ClientCreate.
+        for line, phone, timezone, tag, code, raw in self.records(text, final=final):
+            if is_phone(phone) and timezone in timezones and (code is None or is_code(code)):
+                escaped = tags.get(tag)
+                if escaped is None:
+                    escaped = self.escaped_tag(tag)
+                if escaped is not None:
+                    code = code or default_code(phone)
+                    append(f"{line}\t{phone}\t{code}\t{escaped}\t{timezone}\n")
+                    continue
+            record = (line, phone, timezone, tag, code, raw)
+            append(self.check(line, self.client_input(record)))
+        return "".join(out)
 
     def _decode(self, block: bytes) -> str:
         first_line = self._decoded_lines + 1
@@ -282,96 +318,85 @@ class ClientRows(ABC):
         if tag is None:  # a NUL: PostgreSQL text cannot hold it
             self.errors.add(line, "tag", _NUL_REASON)
             return ""
-        code = client.operator_code or client.phone[1:4]
+        code = client.operator_code or default_operator_code(client.phone)
         return f"{line}\t{client.phone}\t{code}\t{tag}\t{client.timezone}\n"
 
 
 class CsvRows(ClientRows):
     """CSV with a header row naming the columns (any order); RFC 4180 quoting."""
 
+    format = ImportFormat.CSV
+
     def __init__(self, chunks: AsyncIterable[bytes], max_bytes: int) -> None:
         super().__init__(chunks, max_bytes)
         self._lines_done = 0  # lines before the pending text
         self._pending = ""  # the start of a record whose end is in the next block
-        self._done = 0  # lines of the current block consumed by whole records
         self._columns: dict[str, int] | None = None
 
-    def parse(self, text: str, *, final: bool) -> str:
+    def records(self, text: str, *, final: bool) -> Iterator[Record]:
         lines = io.StringIO(self._pending + text, newline="\n").readlines()
         if not lines and final and self._columns is None:
             self.errors.add(1, None, f"the file is empty; {_HINT}")
             raise self.errors.refuse()
         reader = csv.reader(lines, strict=True)
         base = self._lines_done
-        out: list[str] = []
-        self._done = 0
+        done = 0  # lines of ``lines`` read as whole records
+        rows = 0
         while True:
             try:
-                self._parse_records(reader, base, out)
+                if self._columns is None:
+                    header = next(reader, None)
+                    if header is None:
+                        break
+                    self._columns = self._read_header(header, base + done + 1)
+                    done = reader.line_num
+                columns = self._columns
+                width = len(columns)
+                i_phone = columns["phone"]
+                i_timezone = columns["timezone"]
+                i_tag = columns.get("tag", -1)
+                i_code = columns.get("operator_code", -1)
+                for row in reader:
+                    line = base + done + 1
+                    done = reader.line_num
+                    if not row:
+                        continue  # a blank line
+                    rows += 1
+                    if len(row) != width:
+                        self.errors.add(
+                            line, None, f"{len(row)} fields where the header has {width}"
+                        )
+                        continue
+                    yield (
+                        line,
+                        row[i_phone],
+                        row[i_timezone],
+                        row[i_tag] if i_tag >= 0 else "",
+                        # An empty cell means "the default", as an absent column does.
+                        (row[i_code] or None) if i_code >= 0 else None,
+                        "",
+                    )
                 break
             except csv.Error as error:
                 if reader.line_num == len(lines) and not final:
-                    break  # the block ends inside a quoted field: parse it with the next one
-                self.errors.add(base + self._done + 1, None, f"malformed CSV: {error}")
+                    break  # the block ends inside a quoted field: read it with the next one
+                self.errors.add(base + done + 1, None, f"malformed CSV: {error}")
                 if self._columns is None:
                     raise self.errors.refuse() from None
-                self.rows += 1
-                self._done = reader.line_num
-        self._pending = "".join(lines[self._done :])
-        self._lines_done = base + self._done
-        return "".join(out)
-
-    def _parse_records(self, reader: CsvReader, base: int, out: list[str]) -> None:
-        done = self._done
-        if self._columns is None:
-            header = next(reader, None)
-            if header is None:
-                return
-            self._columns = self._read_header(header, base + done + 1)
-            done = self._done = reader.line_num
-        columns = self._columns
-        width = len(columns)
-        i_phone = columns["phone"]
-        i_timezone = columns["timezone"]
-        i_tag = columns.get("tag", -1)
-        i_code = columns.get("operator_code", -1)
-        timezones = self._timezones
-        tags = self._tags
-        is_phone = _is_phone
-        is_code = _is_operator_code
-        append = out.append
-        rows = 0
-        try:
-            for row in reader:
-                line = base + done + 1
-                done = reader.line_num
-                if not row:
-                    continue  # a blank line
                 rows += 1
-                if len(row) != width:
-                    self.errors.add(line, None, f"{len(row)} fields where the header has {width}")
-                    continue
-                phone = row[i_phone]
-                timezone = row[i_timezone]
-                tag = row[i_tag] if i_tag >= 0 else ""
-                code = row[i_code] if i_code >= 0 else ""
-                if is_phone(phone) and timezone in timezones and (not code or is_code(code)):
-                    escaped = tags.get(tag)
-                    if escaped is None:
-                        escaped = self.escaped_tag(tag)
-                    if escaped is not None:
-                        code = code or phone[1:4]
-                        append(f"{line}\t{phone}\t{code}\t{escaped}\t{timezone}\n")
-                        continue
-                data = {"phone": phone, "timezone": timezone}
-                if i_tag >= 0:
-                    data["tag"] = tag
-                if code:  # an empty cell means "the default", as an absent key does
-                    data["operator_code"] = code
-                append(self.check(line, data))
-        finally:
-            self.rows += rows
-            self._done = done
+                done = reader.line_num
+        self.rows += rows
+        self._pending = "".join(lines[done:])
+        self._lines_done = base + done
+
+    def client_input(self, record: Record) -> dict[str, Any]:
+        _, phone, timezone, tag, code, _ = record
+        data = {"phone": phone, "timezone": timezone}
+        if self._columns is not None and "tag" in self._columns:
+            data["tag"] = tag
+        if code is not None:
+            data["operator_code"] = code
+        return data
 
     def _read_header(self, header: list[str], line: int) -> dict[str, int]:
         columns: dict[str, int] = {}
@@ -394,21 +419,17 @@ class CsvRows(ClientRows):
 class NdjsonRows(ClientRows):
     """One JSON object per line with the keys of ``ClientCreate``; blank lines ignored."""
 
+    format = ImportFormat.NDJSON
+
     def __init__(self, chunks: AsyncIterable[bytes], max_bytes: int) -> None:
         super().__init__(chunks, max_bytes)
         self._lines_done = 0
 
-    def parse(self, text: str, *, final: bool) -> str:
+    def records(self, text: str, *, final: bool) -> Iterator[Record]:
         lines = text.split("\n")
         if text.endswith("\n"):
             lines.pop()
-        out: list[str] = []
-        append = out.append
         loads = orjson.loads
-        timezones = self._timezones
-        tags = self._tags
-        is_phone = _is_phone
-        is_code = _is_operator_code
         rows = 0
         for line, raw in enumerate(lines, start=self._lines_done + 1):
             try:
@@ -418,8 +439,6 @@ class NdjsonRows(ClientRows):
                     continue  # a blank line
                 obj = None
             rows += 1
-            # The fast path: a dict of strings that plainly passes; anything else is judged
-            # by ClientCreate itself.
             if type(obj) is dict and obj.keys() <= _JSON_KEYS:
                 phone = obj.get("phone")
                 timezone = obj.get("timezone")
@@ -429,25 +448,26 @@ class NdjsonRows(ClientRows):
                     type(phone) is str
                     and type(timezone) is str
                     and type(tag) is str
-                    and is_phone(phone)
-                    and timezone in timezones
-                    and (code is None or (type(code) is str and is_code(code)))
+                    and (code is None or type(code) is str)
                 ):
-                    escaped = tags.get(tag)
-                    if escaped is None:
-                        escaped = self.escaped_tag(tag)
-                    if escaped is not None:
-                        code = code or phone[1:4]
-                        append(f"{line}\t{phone}\t{code}\t{escaped}\t{timezone}\n")
-                        continue
-            append(self.check(line, raw))
+                    yield line, phone, timezone, tag, code, raw
+                    continue
+            # Not an object of strings: no phone for the fast path, the line for ClientCreate.
+            yield line, "", "", "", None, raw
         self.rows += rows
         self._lines_done += len(lines)
-        return "".join(out)
+
+    def client_input(self, record: Record) -> str:
+        return record[5]
 
 
-def read_rows(fmt: ImportFormat, chunks: AsyncIterable[bytes], max_bytes: int) -> ClientRows:
-    """The rows of a body in ``fmt``; iterate for COPY text, then read ``errors`` and ``rows``."""
+async def read_rows(
+    fmt: ImportFormat | None, chunks: AsyncIterable[bytes], max_bytes: int
+) -> ClientRows:
+    """The rows of a body in ``fmt`` (told by ``detect_format`` when None); iterate for COPY
+    text, then read ``errors`` and ``rows``."""
+    if fmt is None:
+        fmt, chunks = await detect_format(chunks)
     kind = CsvRows if fmt is ImportFormat.CSV else NdjsonRows
     return kind(chunks, max_bytes)
 

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Query, Request, Response, status
 
 from herald_api.clients import service
-from herald_api.clients.announce import client_created, client_deleted, client_updated
-from herald_api.clients.imports import (
-    OCTET_STREAM,
-    ImportTooLarge,
-    OnDuplicate,
-    detect_format,
-    import_format,
-    read_rows,
-)
+from herald_api.clients.imports import OCTET_STREAM, ImportTooLarge, OnDuplicate, import_format
 from herald_api.clients.schemas import (
     ClientCreate,
     ClientImportResult,
@@ -36,7 +25,6 @@ from herald_api.pagination import After, Limit, next_after
 from herald_api.settings import ApiSettings
 from herald_api.validation import EntityId, OperatorCode, Phone, Tag
 
-log = structlog.get_logger()
 router = APIRouter(prefix="/clients", tags=["clients"], responses=ERROR_RESPONSES)
 
 
@@ -51,10 +39,9 @@ async def create_client(
     idempotency = Idempotency.of(uow.session, request, idempotency_key, body)
     if idempotency is not None and (replayed := await idempotency.replay()) is not None:
         return replayed
-    client = await service.create_client(uow.session, body)
+    client = await service.create_client(uow, body)
     note_ids(client_id=client.id)
     read = ClientRead.model_validate(client)
-    client_created(uow, read)
     if idempotency is not None:
         await idempotency.remember(status.HTTP_201_CREATED, read)
     return read
@@ -177,7 +164,6 @@ async def import_clients(
         OnDuplicate, Query(description="What to do with phones of live clients.")
     ] = OnDuplicate.UPDATE,
 ) -> ClientImportResult:
-    started = time.perf_counter()
     settings: ApiSettings = request.app.state.settings
     fmt = import_format(
         request.headers.get("content-type"), request.headers.get("content-encoding")
@@ -185,26 +171,9 @@ async def import_clients(
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > settings.import_max_bytes:
         raise ImportTooLarge(settings.import_max_bytes)
-    chunks: AsyncIterator[bytes] = request.stream()
-    if fmt is None:
-        fmt, chunks = await detect_format(chunks)
-    rows = read_rows(fmt, chunks, settings.import_max_bytes)
-    outcome = await service.import_clients(uow.session, rows, on_duplicate)
-
-    def imported() -> None:
-        log.info(
-            "clients_imported",
-            format=fmt.name.lower(),
-            on_duplicate=on_duplicate.value,
-            **outcome.result.model_dump(),
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            copy_ms=outcome.copy_ms,
-            check_ms=outcome.check_ms,
-            write_ms=outcome.write_ms,
-        )
-
-    uow.after_commit(imported)
-    return outcome.result
+    return await service.import_clients(
+        uow, fmt, request.stream(), on_duplicate, max_bytes=settings.import_max_bytes
+    )
 
 
 @router.get("", summary="List clients")
@@ -217,7 +186,7 @@ async def list_clients(
     phone: Annotated[Phone | None, Query()] = None,
 ) -> ClientPage:
     clients = await service.list_clients(
-        uow.session, limit=limit, after=after, tag=tag, operator_code=operator_code, phone=phone
+        uow, limit=limit, after=after, tag=tag, operator_code=operator_code, phone=phone
     )
     return ClientPage(
         items=[ClientRead.model_validate(c) for c in clients],
@@ -227,15 +196,13 @@ async def list_clients(
 
 @router.get("/{client_id:int}", summary="Get a client")
 async def get_client(client_id: EntityId, uow: Uow) -> ClientRead:
-    return ClientRead.model_validate(await service.get_client(uow.session, client_id))
+    return ClientRead.model_validate(await service.get_client(uow, client_id))
 
 
 @router.patch("/{client_id:int}", summary="Change a client")
 async def update_client(client_id: EntityId, body: ClientUpdate, uow: Uow) -> ClientRead:
     """Change the given fields. Messages already created keep going to this client."""
-    client = await service.update_client(uow.session, client_id, body)
-    fields = sorted(body.model_dump(exclude_unset=True))
-    client_updated(uow, client_id, fields)
+    client = await service.update_client(uow, client_id, body)
     return ClientRead.model_validate(client)
 
 
@@ -245,6 +212,5 @@ async def update_client(client_id: EntityId, body: ClientUpdate, uow: Uow) -> Cl
 async def delete_client(client_id: EntityId, uow: Uow) -> Response:
     """Remove the client from the directory; its pending messages end `cancelled`, its
     history stays in the statistics."""
-    cancelled = await service.delete_client(uow.session, client_id)
-    client_deleted(uow, client_id, cancelled)
+    await service.delete_client(uow, client_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

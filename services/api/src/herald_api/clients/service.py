@@ -1,38 +1,58 @@
-"""Client use cases; they flush, the request's unit of work commits."""
+"""Client use cases: they flush, the request's unit of work commits, and each registers
+its own log line (and metric) to be written once committed, for the REST API and the admin
+UI alike.
+
+A use case registers its after-commit work last, once nothing more can fail: the admin UI
+runs some in a savepoint, whose rollback the unit of work does not see.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+import structlog
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald_api.clients.imports import MAX_REPORTED, ClientRows, OnDuplicate, PhonesExist
+from herald_api.clients import staging
+from herald_api.clients.imports import (
+    ClientRows,
+    ImportFormat,
+    OnDuplicate,
+    PhonesExist,
+    read_rows,
+)
 from herald_api.clients.schemas import ClientCreate, ClientImportResult, ClientUpdate
-from herald_api.messages import move_messages
+from herald_api.deps import UnitOfWork
 from herald_common.errors import DuplicatePhone, NotFound
+from herald_common.metrics import MESSAGE_TRANSITIONS
 from herald_common.models import Client, Message
 from herald_common.rules.audience import default_operator_code
 from herald_common.statuses import IDLE_STATUSES, MessageStatus
+from herald_common.tables import client as client_table
+from herald_common.tables import message
+
+log = structlog.get_logger()
 
 
-async def get_client(session: AsyncSession, client_id: int, *, lock: bool = False) -> Client:
-    query = select(Client).where(Client.id == client_id, Client.deleted_at.is_(None))
+async def get_client(uow: UnitOfWork, client_id: int, *, lock: bool = False) -> Client:
+    query = select(Client).where(Client.id == client_id, client_table.is_live())
     if lock:
         # NO KEY UPDATE: the id never changes, and this lock must not wait for (or hold up)
         # the foreign-key checks of messages being inserted for this client meanwhile.
         query = query.with_for_update(key_share=True)
-    client = await session.scalar(query)
+    client = await uow.session.scalar(query)
     if client is None:
         raise NotFound("client", client_id)
     return client
 
 
 async def _ensure_phone_free(session: AsyncSession, phone: str, except_id: int | None) -> None:
-    query = select(Client.id).where(Client.phone == phone, Client.deleted_at.is_(None))
+    query = select(Client.id).where(Client.phone == phone, client_table.is_live())
     if except_id is not None:
         query = query.where(Client.id != except_id)
     if await session.scalar(query) is not None:
@@ -49,7 +69,8 @@ async def _flush(session: AsyncSession, phone: str) -> None:
         raise
 
 
-async def create_client(session: AsyncSession, data: ClientCreate) -> Client:
+async def create_client(uow: UnitOfWork, data: ClientCreate) -> Client:
+    session = uow.session
     await _ensure_phone_free(session, data.phone, None)
     client = Client(
         phone=data.phone,
@@ -60,38 +81,46 @@ async def create_client(session: AsyncSession, data: ClientCreate) -> Client:
     session.add(client)
     await _flush(session, data.phone)
     await session.refresh(client)
+    # Read now: once committed, the row's attributes are expired.
+    created = {
+        "client_id": client.id,
+        "operator_code": client.operator_code,
+        "tag": client.tag,
+        "timezone": client.timezone,
+    }
+    uow.after_commit(lambda: log.info("client_created", **created))
     return client
 
 
-async def update_client(session: AsyncSession, client_id: int, data: ClientUpdate) -> Client:
-    client = await get_client(session, client_id, lock=True)
+async def update_client(uow: UnitOfWork, client_id: int, data: ClientUpdate) -> Client:
+    session = uow.session
+    client = await get_client(uow, client_id, lock=True)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "phone" in changes and changes["phone"] != client.phone:
         await _ensure_phone_free(session, changes["phone"], client.id)
         changes.setdefault("operator_code", default_operator_code(changes["phone"]))
     if "timezone" in changes and changes["timezone"] != client.timezone:
         # Its deferred messages wait for an opening in the old zone: judge them anew.
-        await session.execute(
-            update(Message)
-            .where(Message.client_id == client.id, Message.status == MessageStatus.DEFERRED)
-            .values(next_attempt_at=func.now(), updated_at=func.now())
-        )
+        await message.rejudge_deferred(session, Message.client_id == client.id)
     for field, value in changes.items():
         setattr(client, field, value)
     client.updated_at = func.now()
     await _flush(session, client.phone)
     await session.refresh(client)
+    fields = sorted(data.model_dump(exclude_unset=True))
+    uow.after_commit(lambda: log.info("client_updated", client_id=client_id, fields=fields))
     return client
 
 
-async def delete_client(session: AsyncSession, client_id: int) -> int:
+async def delete_client(uow: UnitOfWork, client_id: int) -> int:
     """Soft delete: history stays; messages not yet in a provider call are cancelled.
 
     Returns how many messages were cancelled."""
-    client = await get_client(session, client_id, lock=True)
+    session = uow.session
+    client = await get_client(uow, client_id, lock=True)
     client.deleted_at = func.now()
     client.updated_at = func.now()
-    cancelled = await move_messages(
+    cancelled = await message.move(
         session,
         Message.client_id == client_id,
         IDLE_STATUSES,
@@ -100,11 +129,17 @@ async def delete_client(session: AsyncSession, client_id: int) -> int:
         next_attempt_at=None,
     )
     await session.flush()
+
+    def deleted() -> None:
+        MESSAGE_TRANSITIONS.labels(MessageStatus.CANCELLED).inc(cancelled)
+        log.info("client_deleted", client_id=client_id, messages_cancelled=cancelled)
+
+    uow.after_commit(deleted)
     return cancelled
 
 
 async def list_clients(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     limit: int,
     after: int,
@@ -114,7 +149,7 @@ async def list_clients(
 ) -> list[Client]:
     query = (
         select(Client)
-        .where(Client.deleted_at.is_(None), Client.id > after)
+        .where(client_table.is_live(), Client.id > after)
         .order_by(Client.id)
         .limit(limit)
     )
@@ -124,83 +159,7 @@ async def list_clients(
         query = query.where(Client.operator_code == operator_code)
     if phone is not None:
         query = query.where(Client.phone == phone)
-    return list((await session.scalars(query)).all())
-
-
-# The import's rows, dropped with the transaction whatever its outcome. Phones as numbers:
-# they hash and sort several times faster than text, and 11 digits starting with 7 order alike.
-_CREATE_STAGING = """
-CREATE TEMPORARY TABLE client_import_raw (
-    line integer NOT NULL,
-    phone bigint NOT NULL,
-    operator_code text NOT NULL,
-    tag text NOT NULL,
-    timezone text NOT NULL
-) ON COMMIT DROP
-"""
-_COPY_STAGING = "COPY client_import_raw (line, phone, operator_code, tag, timezone) FROM STDIN"
-_DUPLICATES_IN_FILE = """
-WITH repeated AS (
-    SELECT phone, min(line) AS first_line FROM client_import_raw
-    GROUP BY phone HAVING count(*) > 1
-)
-SELECT i.line, r.first_line, i.phone::text AS phone, count(*) OVER () AS total
-FROM client_import_raw i JOIN repeated r USING (phone)
-WHERE i.line <> r.first_line
-ORDER BY i.line
-LIMIT :limit
-"""
-# The rows again, in phone order: updates and inserts then walk the phone index (and the
-# clients' pages, mostly) in order instead of at random, twice as fast on a million rows;
-# and concurrent imports wait on each other's phones in one order.
-_SORT_STAGING = """
-CREATE TEMPORARY TABLE client_import ON COMMIT DROP AS
-SELECT * FROM client_import_raw ORDER BY phone
-"""
-_EXISTING = """
-SELECT i.phone::text AS phone, count(*) OVER () AS total
-FROM client_import i JOIN client c ON c.phone = i.phone::text AND c.deleted_at IS NULL
-ORDER BY i.line
-LIMIT :limit
-"""
-# A row equal to its live client changes nothing (and is counted as skipped).
-_UPDATE_EXISTING = """
-UPDATE client SET
-    operator_code = i.operator_code,
-    tag = i.tag,
-    timezone = i.timezone,
-    updated_at = now()
-FROM client_import i
-WHERE client.phone = i.phone::text
-    AND client.deleted_at IS NULL
-    AND (client.operator_code, client.tag, client.timezone)
-        IS DISTINCT FROM (i.operator_code, i.tag, i.timezone)
-"""
-# Before the update: deferred messages of clients whose time zone changes wait for an opening
-# in the old zone; due now, the scheduler queues them and the senders judge them anew.
-_REPLAN_MOVED = f"""
-UPDATE message m SET next_attempt_at = now(), updated_at = now()
-FROM client c JOIN client_import i ON c.phone = i.phone::text
-WHERE m.client_id = c.id AND m.status = '{MessageStatus.DEFERRED.value}'
-    AND c.deleted_at IS NULL AND c.timezone <> i.timezone
-"""
-_INSERT = """
-INSERT INTO client (phone, operator_code, tag, timezone)
-SELECT phone::text, operator_code, tag, timezone FROM client_import i
-"""
-_INSERT_ALL = _INSERT + "ORDER BY phone"
-# Live phones are left out by a join first: ON CONFLICT alone would still check constraints,
-# draw an id and probe the index for each of them, several times slower on a re-import.
-# ON CONFLICT stays for phones a concurrent request takes meanwhile.
-_INSERT_NEW = (
-    _INSERT
-    + """WHERE NOT EXISTS (
-    SELECT FROM client c WHERE c.phone = i.phone::text AND c.deleted_at IS NULL
-)
-ORDER BY phone
-ON CONFLICT (phone) WHERE deleted_at IS NULL DO NOTHING
-"""
-)
+    return list((await uow.session.scalars(query)).all())
 
 
 @dataclass(frozen=True)
@@ -214,11 +173,51 @@ class ImportOutcome:
 
 
 async def import_clients(
+    uow: UnitOfWork,
+    fmt: ImportFormat | None,
+    chunks: AsyncIterable[bytes],
+    on_duplicate: OnDuplicate,
+    *,
+    max_bytes: int,
+    by: str | None = None,
+) -> ClientImportResult:
+    """Import a file of ``fmt`` (told from its first character when None) streamed as
+    ``chunks``, all or nothing; one ``clients_imported`` line once committed (with ``by``,
+    who did it, when given).
+
+    Raises ``ImportRefused`` (``InvalidRows``, ``PhonesExist``, ``ImportTooLarge``): the
+    transaction then rolls back, writing nothing."""
+    started = time.perf_counter()
+    rows = await read_rows(fmt, chunks, max_bytes)
+    outcome = await _merge(uow.session, rows, on_duplicate)
+    fields = {
+        "format": rows.format.name.lower(),
+        "on_duplicate": on_duplicate.value,
+        **outcome.result.model_dump(),
+    }
+    if by is not None:
+        fields["by"] = by
+
+    def imported() -> None:
+        log.info(
+            "clients_imported",
+            **fields,
+            duration_ms=_ms(time.perf_counter() - started),
+            copy_ms=outcome.copy_ms,
+            check_ms=outcome.check_ms,
+            write_ms=outcome.write_ms,
+        )
+
+    uow.after_commit(imported)
+    return outcome.result
+
+
+async def _merge(
     session: AsyncSession, rows: ClientRows, on_duplicate: OnDuplicate
 ) -> ImportOutcome:
     """Stream the valid rows into a temporary table with COPY, then merge it into ``client``
     set-based. Raises ``InvalidRows`` (row errors, phones twice in the file) or
-    ``PhonesExist`` (``reject``); the request's transaction then rolls back, writing nothing.
+    ``PhonesExist`` (``reject``).
 
     ``update`` is an UPDATE of the live clients that differ, then an INSERT of the rest: an
     ``ON CONFLICT DO UPDATE`` would lock (and write) every existing row, even unchanged ones.
@@ -226,18 +225,17 @@ async def import_clients(
     started = time.perf_counter()
     # Hashing and sorting a million rows in memory rather than in temporary files.
     await session.execute(text("SET LOCAL work_mem = '128MB'"))
-    await session.execute(text(_CREATE_STAGING))
+    await session.execute(staging.CREATE_RECEIVED)
     connection = await session.connection()
     driver: Any = (await connection.get_raw_connection()).driver_connection
-    async with driver.cursor() as cursor, cursor.copy(_COPY_STAGING) as copy:
+    async with driver.cursor() as cursor, cursor.copy(staging.COPY_RECEIVED) as copy:
         async for block in rows:
             await copy.write(block)
     copied = time.perf_counter()
     await _refuse_duplicates_in_file(session, rows)
-    await session.execute(text(_SORT_STAGING))
-    await session.execute(text("DROP TABLE client_import_raw"))
-    # A temporary table has no statistics until analysed; the joins below need them.
-    await session.execute(text("ANALYZE client_import"))
+    await session.execute(staging.SORT)
+    await session.execute(staging.DROP_RECEIVED)
+    await session.execute(staging.ANALYZE_SORTED)
     if on_duplicate is OnDuplicate.REJECT:
         await _refuse_existing(session)
     checked = time.perf_counter()
@@ -256,7 +254,7 @@ async def _write(
     if on_duplicate is OnDuplicate.REJECT:
         try:
             async with session.begin_nested():
-                await session.execute(text(_INSERT_ALL))
+                await session.execute(staging.INSERT_ALL)
         except IntegrityError as error:
             # A phone of the file was given to a client concurrently, after the check.
             if "uq_client_phone_live" not in str(error.orig):
@@ -266,11 +264,11 @@ async def _write(
         return ClientImportResult(created=total, updated=0, skipped=0, total=total)
     updated = 0
     if on_duplicate is OnDuplicate.UPDATE:
-        await session.execute(text(_REPLAN_MOVED))
-        updated = _rowcount(await session.execute(text(_UPDATE_EXISTING)))
+        await session.execute(staging.REPLAN_MOVED)
+        updated = _rowcount(await session.execute(staging.UPDATE_EXISTING))
     # Existing phones are skipped here: those updated above, those equal, and any that a
     # concurrent request took meanwhile.
-    created = _rowcount(await session.execute(text(_INSERT_NEW)))
+    created = _rowcount(await session.execute(staging.INSERT_NEW))
     return ClientImportResult(
         created=created, updated=updated, skipped=total - created - updated, total=total
     )
@@ -286,9 +284,9 @@ def _rowcount(result: Any) -> int:
 
 
 async def _refuse_duplicates_in_file(session: AsyncSession, rows: ClientRows) -> None:
-    found = (await session.execute(text(_DUPLICATES_IN_FILE), {"limit": MAX_REPORTED})).all()
-    for line, first_line, phone, _ in found:
-        rows.errors.add(line, "phone", f"{phone} is also on line {first_line}")
+    found = (await session.execute(staging.DUPLICATES_IN_FILE)).all()
+    for row in found:
+        rows.errors.add(row.line, "phone", f"{row.phone} is also on line {row.first_line}")
     if found:
         rows.errors.count_more(found[0].total - len(found))
     if rows.errors.count:
@@ -296,6 +294,16 @@ async def _refuse_duplicates_in_file(session: AsyncSession, rows: ClientRows) ->
 
 
 async def _refuse_existing(session: AsyncSession) -> None:
-    found = (await session.execute(text(_EXISTING), {"limit": MAX_REPORTED})).all()
+    found = (await session.execute(staging.EXISTING)).all()
     if found:
         raise PhonesExist([row.phone for row in found], found[0].total)
+
+
+async def audience_size(session: AsyncSession, operator_codes: list[str], tags: list[str]) -> int:
+    """How many live clients a mailing with this filter would reach now."""
+    query = (
+        select(func.count())
+        .select_from(Client)
+        .where(client_table.in_audience(operator_codes, tags))
+    )
+    return int(await session.scalar(query) or 0)

@@ -18,13 +18,16 @@ def announce(
     uow: UnitOfWork,
     kind: MailingEventKind,
     mailing: Mailing,
+    by: str | None,
     cancelled: int = 0,
     **details: object,
 ) -> None:
-    """After the commit: log what happened and tell the scheduler (the REST API and the
-    admin UI both change mailings through here)."""
+    """After the commit: log what happened and tell the scheduler. ``by`` is the operator of
+    a change made in the admin UI (None through the REST API)."""
     mailing_id, starts_at, ends_at = mailing.id, mailing.starts_at, mailing.ends_at
     request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if by is not None:
+        details["by"] = by
 
     def announced() -> None:
         if kind == "deleted":
@@ -37,16 +40,13 @@ def announce(
 
 
 def announce_created(
-    uow: UnitOfWork, mailing: Mailing, data: MailingCreate, by: str | None = None
+    uow: UnitOfWork, mailing: Mailing, data: MailingCreate, by: str | None
 ) -> None:
-    """A new mailing's line carries what was asked for: times, filter, window, and ``by``,
-    the operator, for mailings created in the admin UI."""
+    """A new mailing's line carries what was asked for: times, filter and window."""
     asked = {
         "starts_at": mailing.starts_at.isoformat(),
         "ends_at": mailing.ends_at.isoformat(),
         "filter": data.filter.model_dump(),
         "send_window": data.send_window.model_dump() if data.send_window else None,
     }
-    if by:
-        asked["by"] = by
-    announce(uow, "created", mailing, 0, **asked)
+    announce(uow, "created", mailing, by, 0, **asked)

@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-import structlog
 from fastapi import APIRouter, Query, Request, Response, status
 
 from herald_api.deps import Uow
 from herald_api.errors import ERROR_RESPONSES
 from herald_api.idempotency import Idempotency, IdempotencyKey
 from herald_api.mailings import service
-from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
@@ -29,7 +27,6 @@ from herald_api.pagination import After, Limit, next_after
 from herald_api.validation import EntityId
 from herald_common.statuses import MailingState, MessageStatus
 
-log = structlog.get_logger()
 router = APIRouter(prefix="/mailings", tags=["mailings"], responses=ERROR_RESPONSES)
 
 
@@ -49,9 +46,8 @@ async def create_mailing(
     idempotency = Idempotency.of(uow.session, request, idempotency_key, body)
     if idempotency is not None and (replayed := await idempotency.replay()) is not None:
         return replayed
-    mailing = await service.create_mailing(uow.session, body)
+    mailing = await service.create_mailing(uow, body, by=None)
     note_ids(mailing_id=mailing.id)
-    announce_created(uow, mailing, body)
     read = service.to_read(mailing, _now())
     if idempotency is not None:
         await idempotency.remember(status.HTTP_201_CREATED, read)
@@ -90,8 +86,7 @@ async def get_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
 async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) -> MailingRead:
     """Change the given fields. After the start, `starts_at` and `filter` are fixed (409);
     new text, end or window apply to every message not yet sent."""
-    mailing = await service.update_mailing(uow.session, mailing_id, body)
-    announce(uow, "updated", mailing, fields=sorted(body.model_fields_set))
+    mailing = await service.update_mailing(uow, mailing_id, body, by=None)
     return service.to_read(mailing, _now())
 
 
@@ -100,8 +95,7 @@ async def update_mailing(mailing_id: EntityId, body: MailingUpdate, uow: Uow) ->
 )
 async def delete_mailing(mailing_id: EntityId, uow: Uow) -> Response:
     """Stop the mailing: messages not yet handed to the provider end `cancelled`."""
-    mailing, cancelled = await service.delete_mailing(uow.session, mailing_id)
-    announce(uow, "deleted", mailing, cancelled=cancelled)
+    await service.delete_mailing(uow, mailing_id, by=None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -111,8 +105,7 @@ async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     Its messages wait as `paused`; the end still applies. Pausing a paused mailing changes
     nothing; an ended one is 409, and so is a finished one (every message settled: nothing is
     left to hold; `retry-failed` reopens it)."""
-    mailing = await service.pause_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="paused")
+    mailing = await service.pause_mailing(uow, mailing_id, by=None)
     return service.to_read(mailing, _now())
 
 
@@ -120,8 +113,7 @@ async def pause_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
 async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
     """Queue every paused message again, once: nobody is skipped or sent twice. Resuming a
     mailing that is not paused changes nothing; an ended one is 409."""
-    mailing = await service.resume_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="resumed")
+    mailing = await service.resume_mailing(uow, mailing_id, by=None)
     return service.to_read(mailing, _now())
 
 
@@ -129,10 +121,7 @@ async def resume_mailing(mailing_id: EntityId, uow: Uow) -> MailingRead:
 async def retry_failed_messages(mailing_id: EntityId, uow: Uow) -> RetryFailedResult:
     """Give every `failed` message of the mailing a new round of attempts (before its end;
     after it, 409). Sent, expired and cancelled messages are not touched."""
-    moved = await service.retry_failed(uow.session, mailing_id)
-    mailing = await service.get_mailing(uow.session, mailing_id)
-    announce(uow, "updated", mailing, action="retry_failed", requeued=moved)
-    return RetryFailedResult(requeued=moved)
+    return RetryFailedResult(requeued=await service.retry_failed(uow, mailing_id, by=None))
 
 
 @router.get("/{mailing_id:int}/stats", summary="Statistics of one mailing")

@@ -1,12 +1,18 @@
-"""Mailing use cases; they flush, the request's unit of work commits."""
+"""Mailing use cases; they flush, the request's unit of work commits.
+
+Each change registers its own announcement (log line, scheduler event) with the unit of work,
+so the REST API and the admin UI only translate between HTTP and these calls. ``by`` names
+the admin UI's operator behind a change (None through the REST API)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald_api.deps import UnitOfWork
+from herald_api.mailings.announce import announce, announce_created
 from herald_api.mailings.schemas import (
     AllMailingStats,
     MailingCreate,
@@ -19,18 +25,18 @@ from herald_api.mailings.schemas import (
     SendWindow,
     StatsTotals,
 )
-from herald_api.messages import move_messages
 from herald_common.errors import Conflict, InvalidInput, MailingEnded, MailingStarted, NotFound
 from herald_common.models import Mailing, MailingMessageCount, MailingProgress, Message
-from herald_common.rules.mailings import end_move_refusal, has_started, mailing_state
+from herald_common.rules.mailings import end_move_refusal, has_started
 from herald_common.rules.progress import Sample, estimate_progress
-from herald_common.stats import count_live_messages, count_messages, empty_counts
 from herald_common.statuses import (
     IDLE_STATUSES,
-    TERMINAL_STATUSES,
     MailingState,
     MessageStatus,
 )
+from herald_common.tables import mailing as mailing_table
+from herald_common.tables import message as message_table
+from herald_common.tables.message_count import count_messages, empty_counts, settled
 
 # Rates are measured against the progress sample nearest a minute ago, at least 10 s old.
 PROGRESS_WINDOW = timedelta(seconds=60)
@@ -57,13 +63,13 @@ def to_read(mailing: Mailing, now: datetime) -> MailingRead:
 
 
 def _state(mailing: Mailing, now: datetime) -> MailingState:
-    return mailing_state(
+    return mailing_table.state(
         now, mailing.starts_at, mailing.ends_at, mailing.finished_at, mailing.paused_at
     )
 
 
 async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = False) -> Mailing:
-    query = select(Mailing).where(Mailing.id == mailing_id, Mailing.deleted_at.is_(None))
+    query = select(Mailing).where(Mailing.id == mailing_id, mailing_table.is_live())
     if lock:
         # NO KEY UPDATE: the id never changes, and this lock must not wait for (or hold up)
         # the foreign-key checks of messages being inserted for this mailing meanwhile.
@@ -74,7 +80,16 @@ async def get_mailing(session: AsyncSession, mailing_id: int, *, lock: bool = Fa
     return mailing
 
 
-async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
+async def get_mailings(session: AsyncSession, ids: list[int]) -> list[Mailing]:
+    """The live mailings among ``ids`` (others are left out, not refused)."""
+    found = await session.scalars(
+        select(Mailing).where(Mailing.id.in_(ids), mailing_table.is_live())
+    )
+    return list(found.all())
+
+
+async def create_mailing(uow: UnitOfWork, data: MailingCreate, *, by: str | None) -> Mailing:
+    session = uow.session
     window = data.send_window.times() if data.send_window else (None, None)
     mailing = Mailing(
         starts_at=data.starts_at,
@@ -88,6 +103,7 @@ async def create_mailing(session: AsyncSession, data: MailingCreate) -> Mailing:
     session.add(mailing)
     await session.flush()
     await session.refresh(mailing)
+    announce_created(uow, mailing, data, by)
     return mailing
 
 
@@ -99,12 +115,15 @@ async def database_now(session: AsyncSession) -> datetime:
     return now
 
 
-async def update_mailing(session: AsyncSession, mailing_id: int, data: MailingUpdate) -> Mailing:
+async def update_mailing(
+    uow: UnitOfWork, mailing_id: int, data: MailingUpdate, *, by: str | None
+) -> Mailing:
+    session = uow.session
     # The row lock orders this against the scheduler starting the mailing.
     mailing = await get_mailing(session, mailing_id, lock=True)
     now = await database_now(session)
     given = data.model_fields_set
-    if now >= mailing.ends_at:
+    if mailing_table.is_past_end_at(now, mailing.ends_at):
         raise MailingEnded(mailing.id, mailing.ends_at)
     if data.ends_at is not None:
         refusal = end_move_refusal(now, mailing.ends_at, data.ends_at)
@@ -138,25 +157,23 @@ async def update_mailing(session: AsyncSession, mailing_id: int, data: MailingUp
         if (start, end) != (mailing.window_start, mailing.window_end):
             mailing.window_start, mailing.window_end = start, end
             # Deferred messages waited for the old window; let the senders judge them anew.
-            await session.execute(
-                update(Message)
-                .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.DEFERRED)
-                .values(next_attempt_at=func.now(), updated_at=func.now())
-            )
+            await message_table.rejudge_deferred(session, Message.mailing_id == mailing.id)
     mailing.updated_at = func.now()
     await session.flush()
     await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, fields=sorted(given))
     return mailing
 
 
-async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailing, int]:
+async def delete_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> int:
     """Soft delete: delivery stops; messages not in a provider call right now are cancelled.
 
-    Returns the mailing and how many messages were cancelled."""
+    Returns how many messages were cancelled."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     mailing.deleted_at = func.now()
     mailing.updated_at = func.now()
-    cancelled = await move_messages(
+    cancelled = await message_table.move(
         session,
         Message.mailing_id == mailing_id,
         IDLE_STATUSES,
@@ -166,19 +183,8 @@ async def delete_mailing(session: AsyncSession, mailing_id: int) -> tuple[Mailin
     )
     await session.flush()
     await session.refresh(mailing)
-    return mailing, cancelled
-
-
-def _in_state(state: MailingState, now: datetime) -> ColumnElement[bool]:
-    """``rules.mailings.mailing_state`` in SQL: the mailings in ``state`` at ``now``."""
-    live = (Mailing.ends_at > now) & Mailing.finished_at.is_(None)
-    if state == MailingState.SCHEDULED:
-        return live & Mailing.paused_at.is_(None) & (Mailing.starts_at > now)
-    if state == MailingState.RUNNING:
-        return live & Mailing.paused_at.is_(None) & (Mailing.starts_at <= now)
-    if state == MailingState.PAUSED:
-        return live & Mailing.paused_at.is_not(None)
-    return (Mailing.ends_at <= now) | Mailing.finished_at.is_not(None)
+    announce(uow, "deleted", mailing, by, cancelled=cancelled)
+    return cancelled
 
 
 async def list_mailings(
@@ -186,39 +192,26 @@ async def list_mailings(
 ) -> list[Mailing]:
     query = (
         select(Mailing)
-        .where(Mailing.deleted_at.is_(None), Mailing.id > after)
+        .where(mailing_table.is_live(), Mailing.id > after)
         .order_by(Mailing.id)
         .limit(limit)
     )
     if state is not None:
-        query = query.where(_in_state(state, now))
+        query = query.where(mailing_table.in_state(state, now))
     return list((await session.scalars(query)).all())
-
-
-async def count_by_state(session: AsyncSession, now: datetime) -> dict[str, int]:
-    """How many live mailings are in each state, in one pass over the table."""
-    states = list(MailingState)
-    row = (
-        await session.execute(
-            select(*(func.count().filter(_in_state(s, now)) for s in states)).where(
-                Mailing.deleted_at.is_(None)
-            )
-        )
-    ).one()
-    return {state.value: int(count) for state, count in zip(states, row, strict=True)}
 
 
 async def totals_by_status(session: AsyncSession) -> dict[str, int]:
     """Messages per status over every live mailing."""
     rows = await session.execute(
-        select(MailingMessageCount.status, func.sum(MailingMessageCount.count))
+        select(MailingMessageCount.status, func.sum(MailingMessageCount.count).label("messages"))
         .join(Mailing, Mailing.id == MailingMessageCount.mailing_id)
-        .where(Mailing.deleted_at.is_(None))
+        .where(mailing_table.is_live())
         .group_by(MailingMessageCount.status)
     )
     totals = empty_counts()
-    for status, count in rows:
-        totals[status] = int(count)
+    for row in rows:
+        totals[row.status] = int(row.messages)
     return totals
 
 
@@ -232,12 +225,13 @@ async def stats_of(
 
 def _ensure_not_over(mailing: Mailing, now: datetime, action: str) -> None:
     # The end, not "finished": a mailing whose messages are all settled may still retry.
-    if now >= mailing.ends_at:
+    if mailing_table.is_past_end_at(now, mailing.ends_at):
         raise Conflict(f"mailing {mailing.id} has ended: it cannot {action}")
 
 
-async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
+async def pause_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> Mailing:
     """Nothing more is handed to the provider; calls already under way finish."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "be paused")
     if mailing.paused_at is None and mailing.finished_at is not None:
@@ -246,26 +240,28 @@ async def pause_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
     if mailing.paused_at is None:
         mailing.paused_at = func.now()
         mailing.updated_at = func.now()
-        await move_messages(
+        await message_table.move(
             session,
             Message.mailing_id == mailing.id,
-            (MessageStatus.PENDING, MessageStatus.RETRYING, MessageStatus.DEFERRED),
+            message_table.PAUSABLE,
             MessageStatus.PAUSED,
             next_attempt_at=None,
         )
         await session.flush()
         await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, action="paused")
     return mailing
 
 
-async def resume_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
+async def resume_mailing(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> Mailing:
     """Everyone paused is queued again, once: the scheduler re-queues them within a second."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "be resumed")
     if mailing.paused_at is not None:
         mailing.paused_at = None
         mailing.updated_at = func.now()
-        await move_messages(
+        await message_table.move(
             session,
             Message.mailing_id == mailing.id,
             (MessageStatus.PAUSED,),
@@ -274,15 +270,19 @@ async def resume_mailing(session: AsyncSession, mailing_id: int) -> Mailing:
         )
         await session.flush()
         await session.refresh(mailing)
+    announce(uow, "updated", mailing, by, action="resumed")
     return mailing
 
 
-async def retry_failed(session: AsyncSession, mailing_id: int) -> int:
-    """Give the failed messages a new round of attempts, before the mailing's end."""
+async def retry_failed(uow: UnitOfWork, mailing_id: int, *, by: str | None) -> int:
+    """Give the failed messages a new round of attempts, before the mailing's end.
+
+    Returns how many messages were queued again."""
+    session = uow.session
     mailing = await get_mailing(session, mailing_id, lock=True)
     _ensure_not_over(mailing, await database_now(session), "retry messages")
     paused = mailing.paused_at is not None
-    moved = await move_messages(
+    moved = await message_table.move(
         session,
         Message.mailing_id == mailing.id,
         (MessageStatus.FAILED,),
@@ -294,6 +294,7 @@ async def retry_failed(session: AsyncSession, mailing_id: int) -> int:
         mailing.finished_at = None  # it has work again
     mailing.updated_at = func.now()
     await session.flush()
+    announce(uow, "updated", mailing, by, action="retry_failed", requeued=moved)
     return moved
 
 
@@ -330,7 +331,7 @@ async def mailing_stats(
     progress = estimate_progress(
         now,
         total=stats.total,
-        done=sum(counts[s] for s in TERMINAL_STATUSES),
+        done=settled(counts),
         sample=Sample(sample.sampled_at, sample.done) if sample else None,
         started_at=mailing.started_at,
         running=stats.state == MailingState.RUNNING,
@@ -345,11 +346,11 @@ async def all_stats(session: AsyncSession, now: datetime) -> AllMailingStats:
     mailings = list(
         (
             await session.scalars(
-                select(Mailing).where(Mailing.deleted_at.is_(None)).order_by(Mailing.id)
+                select(Mailing).where(mailing_table.is_live()).order_by(Mailing.id)
             )
         ).all()
     )
-    counts = await count_live_messages(session)
+    counts = await mailing_table.count_live_messages(session)
     stats = [_stats(m, counts.get(m.id) or empty_counts(), now) for m in mailings]
     totals = empty_counts()
     for item in stats:
