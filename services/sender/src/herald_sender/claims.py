@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -124,7 +125,26 @@ async def claim(
     rows = (await conn.execute(_SELECT, {"ids": message_ids})).all()
     claimed: list[Claimed] = []
     settled: list[Settled] = []
-    updates: list[tuple[int, str, int, datetime | None, datetime | None, str | None]] = []
+    # _APPLY's parameters, one array per column, one element per message changed.
+    changes: dict[str, list[Any]] = {
+        key: [] for key in ("ids", "statuses", "increments", "leases", "nexts", "reasons")
+    }
+
+    def change(
+        message_id: int,
+        status: MessageStatus,
+        increment: int,
+        lease_until: datetime | None,
+        next_attempt_at: datetime | None,
+        reason: str | None,
+    ) -> None:
+        changes["ids"].append(message_id)
+        changes["statuses"].append(str(status))
+        changes["increments"].append(increment)
+        changes["leases"].append(lease_until)
+        changes["nexts"].append(next_attempt_at)
+        changes["reasons"].append(reason)
+
     for r in rows:
         window = SendWindow(r.window_start, r.window_end) if r.window_start is not None else None
         snapshot = MessageSnapshot(
@@ -140,7 +160,7 @@ async def claim(
         )
         decision = plan_delivery(snapshot, now, guard, max_attempts)
         if decision.action == Action.SEND:
-            updates.append((r.id, MessageStatus.SENDING, 1, now + lease, None, None))
+            change(r.id, MessageStatus.SENDING, 1, now + lease, None, None)
             claimed.append(
                 Claimed(
                     r.id,
@@ -158,18 +178,7 @@ async def claim(
         settled.append(Settled(r.id, r.mailing_id, r.client_id, decision))
         if decision.action != Action.SKIP:
             status = STATUS_OF[decision.action]
-            updates.append((r.id, status, 0, None, decision.until, decision.reason))
-    if updates:
-        columns = list(zip(*updates, strict=True))
-        await conn.execute(
-            _APPLY,
-            {
-                "ids": list(columns[0]),
-                "statuses": [str(s) for s in columns[1]],
-                "increments": list(columns[2]),
-                "leases": list(columns[3]),
-                "nexts": list(columns[4]),
-                "reasons": list(columns[5]),
-            },
-        )
+            change(r.id, status, 0, None, decision.until, decision.reason)
+    if changes["ids"]:
+        await conn.execute(_APPLY, changes)
     return claimed, settled

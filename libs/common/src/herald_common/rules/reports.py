@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from herald_common.rules.backoff import pause_after_failures_s
+
 MAX_BACKLOG_DAYS = 7
 ONE_DAY = timedelta(days=1)
 
@@ -86,7 +88,8 @@ def plan_due_days(
 
 
 def retry_delay_s(failures: int, base_s: float, max_s: float) -> float:
-    """Seconds to wait after the ``failures``-th failed send (1-based): base, 2·base, … max."""
+    """Seconds to wait after the ``failures``-th failed send (1-based): base, 2·base, … max
+    (``backoff.pause_after_failures_s``)."""
     if failures < 1:
         raise ValueError("failures counts from 1")
-    return float(min(max_s, base_s * 2 ** min(failures - 1, 30)))
+    return pause_after_failures_s(failures, base_s, max_s)

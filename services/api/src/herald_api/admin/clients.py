@@ -180,7 +180,7 @@ async def import_upload(request: Request, uow: Uow, user: User) -> Response:
                 _chunks(upload),
                 on_duplicate,
                 max_bytes=settings.import_max_bytes,
-                by=user.email,
+                by=user.operator,
             )
     except HeraldError as error:
         details = error.details()

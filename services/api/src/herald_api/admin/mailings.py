@@ -19,7 +19,7 @@ from herald_api.admin.forms import (
     validate,
 )
 from herald_api.admin.rendering import flash, render
-from herald_api.admin.session import AdminUser, User
+from herald_api.admin.session import User
 from herald_api.deps import Uow
 from herald_api.idempotency import Idempotency, request_hash
 from herald_api.mailings import service
@@ -41,11 +41,6 @@ FORM_TIME = "%Y-%m-%dT%H:%M:%S"
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _operator(user: AdminUser) -> str:
-    """Who made a change, as its log line names them."""
-    return user.email or user.subject
 
 
 def _status_rows(by_status: dict[str, int]) -> list[tuple[str, int]]:
@@ -152,7 +147,7 @@ async def mailing_create(request: Request, uow: Uow, user: User) -> Response:
         if replayed is not None:
             first = orjson.loads(bytes(replayed.body))
             return RedirectResponse(f"/admin/mailings/{first['id']}", status_code=303)
-    mailing = await service.create_mailing(uow, data, by=_operator(user))
+    mailing = await service.create_mailing(uow, data, by=user.operator)
     note_ids(mailing_id=mailing.id)
     if idempotency is not None:
         await idempotency.remember(201, service.to_read(mailing, _now()))
@@ -237,7 +232,7 @@ async def mailing_update(request: Request, uow: Uow, user: User, mailing_id: int
     if data is None:
         return _form_page(request, form, errors, mailing_id, started=started, status_code=422)
     try:
-        await service.update_mailing(uow, mailing_id, data, by=_operator(user))
+        await service.update_mailing(uow, mailing_id, data, by=user.operator)
     except (Conflict, InvalidInput) as error:
         field = getattr(error, "field", "form")
         code = 409 if isinstance(error, Conflict) else 422
@@ -255,25 +250,25 @@ def _back(request: Request, mailing_id: int, notice: str) -> Response:
 
 @router.post("/mailings/{mailing_id:int}/pause", name="mailing_pause")
 async def mailing_pause(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    await service.pause_mailing(uow, mailing_id, by=_operator(user))
+    await service.pause_mailing(uow, mailing_id, by=user.operator)
     return _back(request, mailing_id, "Paused.")
 
 
 @router.post("/mailings/{mailing_id:int}/resume", name="mailing_resume")
 async def mailing_resume(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    await service.resume_mailing(uow, mailing_id, by=_operator(user))
+    await service.resume_mailing(uow, mailing_id, by=user.operator)
     return _back(request, mailing_id, "Resumed.")
 
 
 @router.post("/mailings/{mailing_id:int}/retry-failed", name="mailing_retry_failed")
 async def mailing_retry_failed(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
-    moved = await service.retry_failed(uow, mailing_id, by=_operator(user))
+    moved = await service.retry_failed(uow, mailing_id, by=user.operator)
     return _back(request, mailing_id, f"{moved} failed messages queued again.")
 
 
 @router.post("/mailings/{mailing_id:int}/cancel", name="mailing_cancel")
 async def mailing_cancel(request: Request, uow: Uow, user: User, mailing_id: int) -> Response:
     """The REST API's DELETE: delivery stops, messages not yet handed over end cancelled."""
-    cancelled = await service.delete_mailing(uow, mailing_id, by=_operator(user))
+    cancelled = await service.delete_mailing(uow, mailing_id, by=user.operator)
     flash(request, f"Mailing {mailing_id} cancelled and deleted: {cancelled} messages cancelled.")
     return RedirectResponse("/admin/mailings", status_code=303)

@@ -30,6 +30,11 @@ class AdminUser:
     email: str
     name: str
 
+    @property
+    def operator(self) -> str:
+        """Who made a change, as its log line's ``by`` names them."""
+        return self.email or self.subject
+
 
 class LoginRequired(Exception):
     """No one is logged in: pages redirect to the login page, JSON answers 401."""
